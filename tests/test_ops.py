@@ -1,0 +1,80 @@
+"""torch-language ops against eager: values, dtypes and gradients."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import thunder
+
+
+def _randn(*shape, dtype=torch.float32, requires_grad=False):
+    return torch.randn(*shape, dtype=dtype).requires_grad_(requires_grad)
+
+
+CASES = {
+    "add_scalar_promotion": (lambda x, i: x + i * 2 + 1, lambda: (_randn(3, 4), torch.arange(4))),
+    "int_div": (lambda i, j: (i / j, i // j, i % j), lambda: (torch.arange(1, 7), torch.tensor([2, 3, 4, 5, 6, 7]))),
+    "bool_mask": (lambda x: torch.where(x > 0, x, 0.5) * (x < 1), lambda: (_randn(5),)),
+    "half_elementwise": (lambda x: torch.exp(x) + torch.tanh(x) * x.sigmoid(), lambda: (_randn(8, dtype=torch.bfloat16),)),
+    "reductions": (lambda x: (x.sum(), x.mean(1), x.var(0), x.std(1, keepdim=True), x.amax(-1), x.argmax(1),
+                              torch.logsumexp(x, 1), x.max(1).values, x.min()), lambda: (_randn(4, 6),)),
+    "shapes": (lambda x: (x.view(2, 12), x.reshape(-1, 3).t(), x.permute(2, 0, 1), x.transpose(0, 1).flatten(1),
+                          x.unsqueeze(1).expand(2, 5, 3, 4), x.squeeze(), x[0], x[:, 1:3], x[..., ::2], x[None, 1, -1],
+                          torch.cat([x, x], 1), torch.stack([x, x]), x.split(1, 1), x.chunk(2, 2)),
+               lambda: (_randn(2, 3, 4),)),
+    "linear_gelu_layernorm": (lambda x, w, b: F.layer_norm(F.gelu(F.linear(x, w, b)), (6,)),
+                              lambda: (_randn(2, 5, 4, requires_grad=True), _randn(6, 4, requires_grad=True),
+                                       _randn(6, requires_grad=True))),
+    "softmax_family": (lambda x: (F.softmax(x, -1), x.log_softmax(0), torch.softmax(x, dim=1)), lambda: (_randn(3, 7),)),
+    "embedding": (lambda ids, w: F.embedding(ids, w), lambda: (torch.tensor([[0, 2], [3, 1]]), _randn(5, 3, requires_grad=True))),
+    "cross_entropy": (lambda x, t: F.cross_entropy(x, t, ignore_index=1, label_smoothing=0.1),
+                      lambda: (_randn(6, 4, requires_grad=True), torch.tensor([0, 1, 2, 3, 1, 0]))),
+    "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+                    lambda: (_randn(1, 2, 5, 4), _randn(1, 2, 5, 4), _randn(1, 2, 5, 4))),
+    "masked_fill_tril": (lambda x: x.masked_fill(torch.ones(4, 4, dtype=torch.bool).tril() == 0, float("-inf")).softmax(-1),
+                         lambda: (_randn(4, 4),)),
+    "dropout_eval_and_silu": (lambda x: F.dropout(F.silu(x), 0.3, training=False), lambda: (_randn(3, 3),)),
+    "creation": (lambda x: x + torch.ones(3, 3) + torch.zeros_like(x) + torch.full((3, 3), 2.0) + torch.arange(3),
+                 lambda: (_randn(3, 3),)),
+    "opaque_cumsum_and_index": (lambda x, i: x.cumsum(0)[i] + torch.sort(x, 1).values[0],
+                                lambda: (_randn(4, 3, requires_grad=True), torch.tensor([0, 2]))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_op_matches_eager(name):
+    fn, make_args = CASES[name]
+    args = make_args()
+    expected = fn(*args)
+    actual = thunder.compile(fn)(*args)
+    torch.testing.assert_close(actual, expected, equal_nan=True)
+    if any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
+        grads_args = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+        g_expected = torch.autograd.grad(expected.sum(), grads_args)
+        g_actual = torch.autograd.grad(actual.sum(), grads_args)
+        torch.testing.assert_close(g_actual, g_expected)
+
+
+def test_dtype_of_results_follows_torch_promotion():
+    def f(a, b, c):
+        return a + b, a * 2.5, c + 1, c / 2, a + c
+
+    args = (torch.ones(2, dtype=torch.float16), torch.ones((), dtype=torch.float64),
+            torch.ones(2, dtype=torch.int32))
+    for actual, expected in zip(thunder.compile(f)(*args), f(*args)):
+        assert actual.dtype == expected.dtype
+        torch.testing.assert_close(actual, expected)
+
+
+def test_inplace_ops_on_intermediates_and_inputs_keep_eager_semantics():
+    def f(x, buf):
+        y = x * 2
+        y.add_(1)
+        buf.mul_(3)
+        return y + buf
+
+    x, buf = torch.randn(3), torch.ones(3)
+    expected_buf = buf.clone() * 3
+    out = thunder.compile(f)(x, buf)
+    torch.testing.assert_close(out, x * 2 + 1 + expected_buf)
+    torch.testing.assert_close(buf, expected_buf)

@@ -1,0 +1,1 @@
+"""Acquisition: the bytecode interpreter, provenance, and prologue generation."""

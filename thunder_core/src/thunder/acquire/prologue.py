@@ -1,0 +1,213 @@
+"""The prologue: fetches a call's inputs for a trace and checks that the trace still applies.
+
+During acquisition every value the program reads is located: a call argument (``args[0]``), a
+module's parameter (``module._modules['fc']._parameters['weight']``), an attribute of an object
+reached that way (``...config.hidden_size``), a global (``<globals of f>['SCALE']``), a closure
+cell. ``PrologueBuilder`` turns those locations into a straight-line Python function:
+
+    def prologue(args, kwargs, module):
+      if len(args) != 1 or len(kwargs) != 0: return None
+      x = args[0]
+      if not (isinstance(x, _Tensor) and x.shape == (2, 8) and x.dtype is _c0 ...): return None
+      o0 = module._modules['0']
+      if type(o0) is not _c1: return None
+      ...
+      return (x, fc_weight, ...)
+
+It returns the computation's inputs, or None when anything the trace depended on differs (a
+tensor's shape/dtype/device/requires_grad, a Python value, an object's type). An exception while
+fetching also means "does not apply". The prologue is the cache key: see ``thunder.compiled``.
+"""
+
+from __future__ import annotations
+
+import linecache
+import math
+import types
+from dataclasses import dataclass
+
+import torch
+from torch.utils._pytree import tree_flatten
+
+from thunder.acquire.interpreter import Origin
+
+_SCALARS = (bool, int, float, complex, str, type(None))
+
+
+@dataclass
+class _Node:
+    """A located object: ``<parent><accessor>``, defined as a local ``var`` once needed."""
+
+    obj: object
+    parent: object  # a root name, a constant name, or the id of another node
+    accessor: str
+    var: str | None = None
+    hint: str | None = None
+
+
+class Prologue:
+    """A built prologue: its source and the function it defines."""
+
+    def __init__(self, source: str, fn):
+        self.source = source
+        self.fn = fn
+
+    def __str__(self) -> str:
+        return self.source
+
+
+def _accessor(kind: str, key) -> str | None:
+    if kind == "attr" and isinstance(key, str) and key.isidentifier():
+        return f".{key}"
+    if kind in ("item", "global") and isinstance(key, (str, int)) and not isinstance(key, bool):
+        return f"[{key!r}]"
+    if kind == "cell":
+        return ".cell_contents"
+    return None
+
+
+class PrologueBuilder:
+    def __init__(self, trace):
+        self.trace = trace
+        self.lines: list[str] = []
+        self.constants: dict[str, object] = {"_Tensor": torch.Tensor, "_tree_flatten": tree_flatten,
+                                             "_is_grad_enabled": torch.is_grad_enabled}
+        self._constant_ids: dict[object, str] = {}
+        self._nodes: dict[int, _Node] = {}
+        self._observed: set[tuple] = set()
+        self._n_vars = 0
+
+    # -- names ----------------------------------------------------------------------------------
+    def constant(self, obj) -> str:
+        key = obj if isinstance(obj, (torch.device, torch.dtype)) else id(obj)  # equal devices share one
+        name = self._constant_ids.get(key)
+        if name is None:
+            name = f"_c{len(self._constant_ids)}"
+            self._constant_ids[key] = name
+            self.constants[name] = obj
+        return name
+
+    def _var(self, key) -> str:
+        """The local holding a located object, emitting its definition (and type guard) if new."""
+        if isinstance(key, str):
+            return key
+        node = self._nodes[key]
+        if node.var is None:
+            parent = self._var(node.parent)
+            node.var = f"o{self._n_vars}"
+            self._n_vars += 1
+            self.lines.append(f"{node.var} = {parent}{node.accessor}")
+            if isinstance(node.obj, (torch.nn.Module,)) or _is_plain_object(node.obj):
+                self.lines.append(f"if type({node.var}) is not {self.constant(type(node.obj))}: return None")
+        return node.var
+
+    def expr(self, location) -> str:
+        parent, accessor = location
+        return f"{self._var(parent)}{accessor}"
+
+    # -- locating -------------------------------------------------------------------------------
+    def know(self, obj, location, hint: str | None = None) -> None:
+        """Records where ``obj`` can be found (the first location found wins)."""
+        if id(obj) not in self._nodes:
+            self._nodes[id(obj)] = _Node(obj, location[0], location[1], hint=hint)
+
+    def location_of(self, obj):
+        node = self._nodes.get(id(obj))
+        return None if node is None else (id(obj), "")
+
+    def hint_of(self, obj) -> str | None:
+        node = self._nodes.get(id(obj))
+        return None if node is None else node.hint
+
+    def derived_location(self, origin: Origin):
+        """The location of a value read as ``origin`` describes, if its base is located."""
+        accessor = _accessor(origin.kind, origin.key)
+        if accessor is None:
+            return None
+        if origin.kind in ("global", "cell"):
+            return (self.constant(origin.base), accessor)
+        if id(origin.base) in self._nodes:
+            return (id(origin.base), accessor)
+        return None
+
+    # -- what the prologue checks ---------------------------------------------------------------
+    def observe(self, value, origin: Origin) -> None:
+        """A Python value the program read: guard scalars, locate objects for later reads."""
+        location = self.derived_location(origin)
+        if location is None or (location[0], location[1]) in self._observed:
+            return
+        self._observed.add(location)
+        if isinstance(value, _SCALARS):
+            self.value_guard(location, value)
+        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+            self.lines.append(f"if {self.expr(location)} is not {self.constant(value)}: return None")
+        else:
+            self.know(value, location)
+            if isinstance(value, (dict, list, tuple)):
+                self.lines.append(f"if len({self.expr((id(value), ''))}) != {len(value)}: return None")
+
+    def value_guard(self, location, value) -> None:
+        expr = self.expr(location)
+        if value is None or isinstance(value, bool):
+            self.lines.append(f"if {expr} is not {value!r}: return None")
+        elif isinstance(value, (int, str)) or isinstance(value, float) and math.isfinite(value):
+            self.lines.append(f"_v = {expr}")
+            self.lines.append(f"if type(_v) is not {type(value).__name__} or _v != {value!r}: return None")
+        elif isinstance(value, (float, complex)):
+            self.lines.append(f"_v = {expr}")
+            self.lines.append(f"if type(_v) is not {type(value).__name__} or not (_v == {self.constant(value)} "
+                              f"or _v != _v and {self.constant(value)} != {self.constant(value)}): return None")
+        else:
+            self.lines.append(f"if {expr} is not {self.constant(value)}: return None")
+
+    def tensor_input(self, value: torch.Tensor, proxy, location) -> None:
+        """Fetches a tensor input and checks the metadata the trace was specialized for."""
+        source = self.expr(location) if location is not None else self.constant(value)
+        n = proxy.name
+        self.lines.append(f"{n} = {source}")
+        self.lines.append(
+            f"if not (isinstance({n}, _Tensor) and {n}.shape == {tuple(value.shape)!r} and "
+            f"{n}.dtype is {self.constant(value.dtype)} and {n}.device == {self.constant(value.device)} and "
+            f"{n}.requires_grad is {value.requires_grad}): return None")
+
+    def grad_mode_guard(self, enabled: bool) -> None:
+        """Traces record whether their outputs need gradients, so grad mode is part of the key."""
+        self.lines.append(f"if _is_grad_enabled() is not {enabled}: return None")
+
+    def number_input(self, proxy, location) -> None:
+        self.lines.append(f"{proxy.name} = {self.expr(location)}")
+        self.value_guard((proxy.name, ""), proxy.value)
+
+    def structure(self, args, kwargs) -> list:
+        """Checks the call's argument structure; returns the location of each flattened leaf."""
+        flat, spec = tree_flatten((args, kwargs))
+        if all(len(tree_flatten(a)[0]) == 1 and not isinstance(a, (tuple, list, dict))
+               for a in (*args, *kwargs.values())):
+            keys = ", ".join(repr(k) for k in kwargs)
+            self.lines.append(f"if len(args) != {len(args)} or len(kwargs) != {len(kwargs)}: return None")
+            if kwargs:
+                self.lines.append(f"if tuple(kwargs) != ({keys},): return None")
+            return [("args", f"[{i}]") for i in range(len(args))] + [("kwargs", f"[{k!r}]") for k in kwargs]
+        self.lines.append("_leaves, _spec = _tree_flatten((args, kwargs))")
+        self.lines.append(f"if _spec != {self.constant(spec)}: return None")
+        return [("_leaves", f"[{i}]") for i in range(len(flat))]
+
+    # -- output ---------------------------------------------------------------------------------
+    def build(self) -> Prologue:
+        body = ["def prologue(args, kwargs, module):"]
+        body += [f"  {line}" for line in self.lines]
+        names = ", ".join(a.name for a in self.trace.args)
+        body.append(f"  return ({names}{',' if len(self.trace.args) == 1 else ''})")
+        source = "\n".join(body) + "\n"
+        filename = f"<thunder prologue {id(self)}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = dict(self.constants)
+        exec(compile(source, filename, "exec"), namespace)
+        return Prologue(source, namespace["prologue"])
+
+
+def _is_plain_object(obj) -> bool:
+    """Objects whose type the prologue guards (configs and the like), not containers or modules."""
+    return not isinstance(obj, (type, dict, list, tuple, set, frozenset, torch.Tensor)) and hasattr(obj, "__dict__") \
+        and not isinstance(obj, type(torch)) and not callable(obj)
+

@@ -1,0 +1,195 @@
+"""Compiled callables: the cache of (prologue, computation) entries and the compile pipeline.
+
+A call tries each cache entry's prologue (most recent first); the first that returns inputs runs
+its computation (a hit). If none applies, the program is acquired again, transformed, claimed by
+executors, printed and compiled, and the new entry is added (a miss).
+
+Pipeline of one miss (each step's trace is kept for ``thunder.last_traces``):
+  acquire -> plugin passes ("acquired") -> DCE -> operator executors claim -> plugin passes
+  ("claimed") -> fusion executors -> DCE -> del insertion -> plugin passes ("final") -> Python
+  source -> callable, wrapped by plugins (``thunder_wrap_callable``).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch.utils._pytree import tree_unflatten
+
+from thunder.acquire.acquisition import acquire
+from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
+from thunder.executors.claim import claim_operators, fuse_regions
+from thunder.executors.torchex import torch_executor
+from thunder.plugins.manager import chain, plugin_manager
+from thunder.transforms.dce import dce
+from thunder.transforms.deletion import insert_dels
+
+
+@dataclass
+class CacheEntry:
+    prologue: object          # thunder.acquire.prologue.Prologue
+    computation: object       # the compiled callable
+    output_spec: object
+    traces: list = field(default_factory=list)
+    compile_seconds: float = 0.0
+
+    def run(self, inputs):
+        flat = self.computation(*inputs)
+        spec = self.output_spec
+        if spec.num_leaves == 1 and spec.num_nodes == 1:  # a bare value
+            return flat[0]
+        return tree_unflatten(list(flat), spec)
+
+
+class CompiledFunction:
+    """``thunder.compile(fn)`` for a function, and the engine behind a compiled module."""
+
+    def __init__(self, fn, *, plugins=None, executors=None, options=None, module=None):
+        self.fn = fn
+        self.module = module
+        self.plugin_manager = plugin_manager(plugins)
+        self.options = dict(options or {})
+        self._check_options()
+        self.executors = self._select_executors(executors)
+        self.cache: list[CacheEntry] = []
+        self.hits = 0
+        self.misses = 0
+        self.last_entry: CacheEntry | None = None
+        functools.update_wrapper(self, fn, updated=())
+
+    # -- configuration -------------------------------------------------------------------------
+    def _check_options(self) -> None:
+        known = {}
+        for declared in self.plugin_manager.hook.thunder_options():
+            known.update(declared or {})
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            listing = ", ".join(sorted(known)) or "none"
+            raise TypeError(f"unknown thunder.compile option(s) {', '.join(unknown)}; options the "
+                            f"loaded plugins understand: {listing}")
+
+    def _select_executors(self, requested) -> list[Executor]:
+        contributed = [ex for group in self.plugin_manager.hook.thunder_executors(options=self.options)
+                       for ex in (group or [])]
+        by_name = {ex.name: ex for ex in contributed}
+        if requested is None:
+            chosen = sorted(contributed, key=lambda ex: -ex.priority)
+        else:
+            chosen = []
+            for ex in requested:
+                if isinstance(ex, Executor):
+                    chosen.append(ex)
+                elif ex in by_name:
+                    chosen.append(by_name[ex])
+                else:
+                    raise ValueError(f"unknown executor {ex!r}; available: {', '.join(sorted(by_name))}")
+        if torch_executor not in chosen:
+            chosen.append(torch_executor)  # so that every symbol can run
+        return chosen
+
+    # -- calling -------------------------------------------------------------------------------
+    def __call__(self, *args, **kwargs):
+        module = self.module
+        for entry in self.cache:
+            try:
+                inputs = entry.prologue.fn(args, kwargs, module)
+            except Exception:
+                inputs = None
+            if inputs is not None:
+                self.hits += 1
+                self.last_entry = entry
+                return entry.run(inputs)
+        self.misses += 1
+        entry = self._compile(args, kwargs)
+        self.cache.insert(0, entry)
+        self.last_entry = entry
+        inputs = entry.prologue.fn(args, kwargs, module)
+        if inputs is None:
+            raise RuntimeError("internal error: a freshly acquired prologue rejected the call that "
+                               f"produced it:\n{entry.prologue.source}")
+        return entry.run(inputs)
+
+    # -- compiling -----------------------------------------------------------------------------
+    def _compile(self, args, kwargs) -> CacheEntry:
+        start = time.perf_counter()
+        pm, options = self.plugin_manager, self.options
+        program = pm.hook.thunder_acquire(fn=self.fn, args=args, kwargs=kwargs, module=self.module,
+                                          options=options)
+        if program is None:
+            lookasides = {}
+            for mapping in pm.hook.thunder_lookasides(options=options):
+                lookasides.update(mapping or {})
+            program = acquire(self.fn, args, kwargs, module=self.module, lookasides=lookasides,
+                              signature_fn=_signature_source(self.fn, self.module))
+        traces = [program.computation]
+
+        def step(trace):
+            traces.append(trace)
+            return trace
+
+        trace = step(chain(pm, "thunder_transform_trace", program.computation, stage="acquired",
+                           options=options))
+        trace = step(dce(trace))
+        operators = [ex for ex in self.executors if isinstance(ex, OperatorExecutor)]
+        trace = step(claim_operators(trace, operators))
+        trace = step(chain(pm, "thunder_transform_trace", trace, stage="claimed", options=options))
+        for fusion in (ex for ex in self.executors if isinstance(ex, FusionExecutor)):
+            trace = step(fuse_regions(trace, fusion))
+        trace = step(insert_dels(dce(trace)))
+        trace = step(chain(pm, "thunder_transform_trace", trace, stage="final", options=options))
+        fn = trace.python_callable()
+        fn = chain(pm, "thunder_wrap_callable", fn, trace=trace, options=options)
+        traces = _dedupe(traces)
+        return CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start)
+
+
+def _dedupe(traces: list) -> list:
+    """Drops passes that changed nothing, so ``last_traces`` lists real steps."""
+    result = [traces[0]]
+    for t in traces[1:]:
+        if t is not result[-1]:
+            result.append(t)
+    return result
+
+
+def _signature_source(fn, module):
+    """The function whose parameter names name the trace's inputs (a module's ``forward``)."""
+    if module is not None:
+        return module.forward
+    return fn
+
+
+# -- modules --------------------------------------------------------------------------------------
+
+class ThunderModule:
+    """Base of compiled modules. ``thunder.compile(model)`` returns a new object of a class derived
+    from this and ``type(model)`` that shares ``model.__dict__`` itself: parameters, buffers,
+    submodules, ``training`` and every other attribute are the original's (``state_dict``,
+    ``.to()``, ``train()``/``eval()``, optimizers and assignments behave as on the original), and
+    every method is the original's (Hugging Face ``generate`` too); only calling the module runs
+    compiled code. The compiled engine is a class attribute, one class per compile.
+    """
+
+    _thunder_compiled: CompiledFunction
+
+    def __call__(self, *args, **kwargs):
+        return self._thunder_compiled(*args, **kwargs)
+
+
+def compile_module(model: torch.nn.Module, *, plugins=None, executors=None, options=None):
+    cls = type(model)
+    thunder_cls = type(f"ThunderModule[{cls.__name__}]", (ThunderModule, cls), {"__module__": cls.__module__})
+    compiled_module = cls.__new__(thunder_cls)
+    compiled_module.__dict__ = model.__dict__
+    call = functools.partial(cls.__call__, compiled_module)
+    compiled = CompiledFunction(call, plugins=plugins, executors=executors, options=options,
+                                module=compiled_module)
+    thunder_cls._thunder_compiled = compiled
+    for transformed in compiled.plugin_manager.hook.thunder_transform_module(module=compiled_module,
+                                                                             options=compiled.options):
+        if transformed is not None and transformed is not compiled_module:
+            raise TypeError("thunder_transform_module must change the module in place (return None)")
+    return compiled_module

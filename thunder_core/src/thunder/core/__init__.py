@@ -1,0 +1,1 @@
+"""The trace IR: proxies, symbols, traces, printing."""

@@ -1,0 +1,88 @@
+"""Executors: who runs each symbol of a trace.
+
+An ``OperatorExecutor`` claims single bound symbols it has an implementation for; a
+``FusionExecutor`` claims regions of consecutive bound symbols and turns each into one callable.
+Executors are ordered by ``priority`` (higher first) unless the user lists them explicitly. The
+claimed trace prints each symbol as ``<executor>.<name>(...)``, or as the torch call itself for
+the torch executor, so the final trace shows who runs what.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Callable
+
+from thunder.core.symbol import BoundSymbol, Symbol
+
+
+class Executor:
+    """Base of all executors. ``name`` must be a Python identifier (it prints in traces)."""
+
+    def __init__(self, name: str, *, priority: int = 0):
+        if not name.isidentifier():
+            raise ValueError(f"executor name {name!r} must be a Python identifier")
+        self.name = name
+        self.priority = priority
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} priority={self.priority}>"
+
+
+class OperatorExecutor(Executor):
+    """Runs individual symbols with registered implementations.
+
+    ``register(symbol_id, impl, checker=None)``: ``impl`` is called with the bound symbol's
+    arguments; ``checker(*args, **kwargs) -> bool`` (called with proxies) decides per call whether
+    this executor takes it, e.g. only for some dtypes.
+    """
+
+    def __init__(self, name: str, *, priority: int = 0):
+        super().__init__(name, priority=priority)
+        self.namespace = SimpleNamespace()
+        self._implementations: dict[str, tuple[Symbol, Callable | None]] = {}
+
+    def register(self, symbol_id: str, impl: Callable, *, checker: Callable | None = None,
+                 printed_as: tuple[str, str, object] | None = None) -> Symbol:
+        """Registers ``impl`` for the symbol named ``symbol_id`` (``"ltorch.relu"``).
+        ``printed_as=(module, name, module_object)`` prints calls as ``module.name`` (e.g. the real
+        torch function) instead of ``<executor>.<name>``."""
+        if printed_as is None:
+            attr = symbol_id.replace(".", "_")
+            setattr(self.namespace, attr, impl)
+            printed_as = (self.name, attr, self.namespace)
+        module, name, module_object = printed_as
+        exec_sym = Symbol(name, None, module=module, impl=impl, module_object=module_object,
+                          tags=("executor", self.name))
+        self._implementations[symbol_id] = (exec_sym, checker)
+        return exec_sym
+
+    def can_execute(self, bsym: BoundSymbol) -> bool:
+        entry = self._implementations.get(bsym.sym.id)
+        if entry is None:
+            return False
+        checker = entry[1]
+        return checker is None or bool(checker(*bsym.args, **bsym.kwargs))
+
+    def claim(self, bsym: BoundSymbol) -> BoundSymbol:
+        """``bsym`` bound to this executor's implementation."""
+        return bsym.with_symbol(self._implementations[bsym.sym.id][0])
+
+    def supported_ids(self) -> list[str]:
+        return list(self._implementations)
+
+
+class FusionExecutor(Executor):
+    """Fuses regions of consecutive claimed bound symbols into single callables.
+
+    Subclasses implement ``can_fuse(bsym)`` (whether a symbol may join a region) and
+    ``fuse(region, inputs, outputs) -> Callable`` (a callable taking ``inputs`` values and
+    returning ``outputs`` values as a tuple). ``min_region_size`` avoids fusing lone ops.
+    """
+
+    min_region_size = 2
+
+    def can_fuse(self, bsym: BoundSymbol) -> bool:
+        raise NotImplementedError
+
+    def fuse(self, region: list[BoundSymbol], inputs: list, outputs: list) -> Callable:
+        raise NotImplementedError

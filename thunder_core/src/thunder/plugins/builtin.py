@@ -1,0 +1,10 @@
+"""The built-in plugin: contributes the core's executors through the same hooks as any plugin."""
+
+from thunder.executors.torchex import torch_executor
+from thunder.plugins.hookspecs import hookimpl
+
+
+class BuiltinPlugin:
+    @hookimpl
+    def thunder_executors(self, options):
+        return [torch_executor]

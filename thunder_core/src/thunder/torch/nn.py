@@ -1,0 +1,285 @@
+"""Neural-network ops: linear algebra, normalization, softmax, embedding, dropout, attention, losses."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from thunder import prims
+from thunder.core.proxies import pyval
+from thunder.torch.creation import ones
+from thunder.torch.elementwise import add, div, exp, ge, log, mul, ne, neg, rsqrt, sub, where
+from thunder.torch.promotion import computation_dtype, to_dtype
+from thunder.torch.reduction import amax, mean, sum, var
+from thunder.torch.registry import adapts, tensor_method, torchsymbol
+from thunder.torch.shape import canonical_dim, expand, reshape, transpose, tril, unsqueeze
+
+# -- linear algebra ---------------------------------------------------------------------------
+
+
+def _same_dtype(name, a, b):
+    if a.dtype != b.dtype:
+        raise TypeError(f"{name}: expected both operands to have the same dtype, but got "
+                        f"{a.dtype} and {b.dtype}")
+
+
+@torchsymbol(torch.matmul, tensor_method("matmul"), methods=["matmul", "__matmul__"])
+def matmul(a, b):
+    _same_dtype("matmul", a, b)
+    return prims.matmul(a, b)
+
+
+@torchsymbol(methods=["__rmatmul__"])
+def rmatmul(a, b):
+    return matmul(b, a)
+
+
+@torchsymbol(torch.bmm, tensor_method("bmm"), methods=["bmm"])
+def bmm(a, b):
+    if a.ndim != 3 or b.ndim != 3:
+        raise ValueError(f"bmm: expected 3-D tensors, got {a.ndim}-D and {b.ndim}-D")
+    return matmul(a, b)
+
+
+@torchsymbol(torch.mm, tensor_method("mm"), methods=["mm"])
+def mm(a, b):
+    if a.ndim != 2 or b.ndim != 2:
+        raise ValueError(f"mm: expected 2-D tensors, got {a.ndim}-D and {b.ndim}-D")
+    return matmul(a, b)
+
+
+@torchsymbol(torch.baddbmm, tensor_method("baddbmm"), methods=["baddbmm"])
+def baddbmm(a, b1, b2, *, beta=1, alpha=1):
+    product = bmm(b1, b2)
+    if pyval(alpha) != 1:
+        product = mul(product, alpha)
+    return add(mul(a, beta), product) if pyval(beta) != 0 else product
+
+
+@torchsymbol(torch.addmm, tensor_method("addmm"), methods=["addmm"])
+def addmm(a, m1, m2, *, beta=1, alpha=1):
+    product = mm(m1, m2)
+    if pyval(alpha) != 1:
+        product = mul(product, alpha)
+    return add(mul(a, beta), product) if pyval(beta) != 0 else product
+
+
+@torchsymbol(F.linear)
+def linear(input, weight, bias=None):
+    _same_dtype("linear", input, weight)
+    return prims.linear(input, weight, bias)
+
+
+# -- normalization ----------------------------------------------------------------------------
+
+
+def _normalized_dims(a, normalized_shape) -> tuple:
+    n = len(normalized_shape)
+    if tuple(a.shape[a.ndim - n:]) != tuple(pyval(s) for s in normalized_shape):
+        raise ValueError(f"expected input with shape [*, {', '.join(map(str, normalized_shape))}], "
+                         f"but got input of size {list(a.shape)}")
+    return tuple(range(a.ndim - n, a.ndim))
+
+
+@torchsymbol(F.layer_norm)
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    dims = _normalized_dims(input, normalized_shape)
+    x = to_dtype(input, computation_dtype(input.dtype))
+    mu = mean(x, dims, keepdim=True)
+    centered = sub(x, mu)
+    rstd = rsqrt(add(var(x, dims, keepdim=True, correction=0), eps))
+    out = mul(centered, rstd)
+    if weight is not None:
+        out = mul(out, weight)
+    if bias is not None:
+        out = add(out, bias)
+    return to_dtype(out, input.dtype)
+
+
+if hasattr(F, "rms_norm"):
+    @torchsymbol(F.rms_norm)
+    def rms_norm(input, normalized_shape, weight=None, eps=None):
+        dims = _normalized_dims(input, normalized_shape)
+        x = to_dtype(input, computation_dtype(input.dtype))
+        eps = torch.finfo(input.dtype).eps if eps is None else eps
+        out = mul(x, rsqrt(add(mean(mul(x, x), dims, keepdim=True), eps)))
+        if weight is not None:
+            out = mul(out, weight)
+        return to_dtype(out, input.dtype)
+
+
+@torchsymbol(F.group_norm)
+def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
+    n, c = input.shape[0], input.shape[1]
+    x = reshape(to_dtype(input, computation_dtype(input.dtype)), [n, num_groups, -1])
+    mu = mean(x, 2, keepdim=True)
+    out = mul(sub(x, mu), rsqrt(add(var(x, 2, keepdim=True, correction=0), eps)))
+    out = reshape(out, input.shape)
+    param_shape = [1, c] + [1] * (input.ndim - 2)
+    if weight is not None:
+        out = mul(out, reshape(weight, param_shape))
+    if bias is not None:
+        out = add(out, reshape(bias, param_shape))
+    return to_dtype(out, input.dtype)
+
+
+# -- softmax ----------------------------------------------------------------------------------
+
+
+@torchsymbol(torch.softmax, tensor_method("softmax"), methods=["softmax"])
+def softmax(a, dim, dtype=None):
+    out_dtype = dtype or a.dtype
+    x = to_dtype(a, computation_dtype(out_dtype))
+    dim = canonical_dim(dim, a.ndim)
+    shifted = exp(sub(x, amax(x, dim, keepdim=True)))
+    return to_dtype(div(shifted, sum(shifted, dim, keepdim=True)), out_dtype)
+
+
+@torchsymbol(torch.log_softmax, tensor_method("log_softmax"), methods=["log_softmax"])
+def log_softmax(a, dim, dtype=None):
+    out_dtype = dtype or a.dtype
+    x = to_dtype(a, computation_dtype(out_dtype))
+    dim = canonical_dim(dim, a.ndim)
+    shifted = sub(x, amax(x, dim, keepdim=True))
+    return to_dtype(sub(shifted, log(sum(exp(shifted), dim, keepdim=True))), out_dtype)
+
+
+def _implicit_softmax_dim(ndim: int) -> int:
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+@adapts(F.softmax)
+def softmax_functional(input, dim=None, _stacklevel=3, dtype=None):
+    return softmax(input, _implicit_softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+@adapts(F.log_softmax)
+def log_softmax_functional(input, dim=None, _stacklevel=3, dtype=None):
+    return log_softmax(input, _implicit_softmax_dim(input.ndim) if dim is None else dim, dtype)
+
+
+# -- embedding and dropout --------------------------------------------------------------------
+
+
+@torchsymbol(F.embedding)
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+              sparse=False):
+    if max_norm is not None:
+        raise NotImplementedError("embedding with max_norm renormalizes the weight in place")
+    flat = reshape(input, -1)
+    rows = prims.take(weight, flat, 0)
+    return reshape(rows, list(input.shape) + [weight.shape[1]])
+
+
+@torchsymbol(F.dropout)
+def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False):
+    p = pyval(p)
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return mul(input, 0)
+    keep = ge(prims.uniform(tuple(input.shape), 0.0, 1.0, input.dtype, input.device), p)
+    return mul(where(keep, input, 0), 1.0 / (1.0 - p))
+
+
+# -- attention --------------------------------------------------------------------------------
+
+
+@torchsymbol(F.scaled_dot_product_attention)
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False,
+                                 scale=None, enable_gqa=False):
+    L, S = query.shape[-2], key.shape[-2]
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else pyval(scale)
+    if enable_gqa and key.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        groups = query.shape[-3] // key.shape[-3]
+        key = _repeat_heads(key, groups)
+        value = _repeat_heads(value, groups)
+    x = to_dtype(query, computation_dtype(query.dtype))
+    scores = mul(prims.matmul(x, transpose(to_dtype(key, x.dtype), -2, -1)), scale)
+    if is_causal:
+        causal = tril(ones(L, S, dtype=torch.bool, device=query.device))
+        scores = where(causal, scores, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = where(attn_mask, scores, float("-inf"))
+        else:
+            scores = add(scores, attn_mask)
+    weights = softmax(scores, -1)
+    if pyval(dropout_p) > 0:
+        weights = dropout(weights, dropout_p)
+    return to_dtype(prims.matmul(weights, to_dtype(value, weights.dtype)), query.dtype)
+
+
+def _repeat_heads(t, groups: int):
+    """(..., H, S, D) -> (..., H * groups, S, D), each head repeated ``groups`` times."""
+    shape = list(t.shape)
+    t = unsqueeze(t, -3)
+    t = expand(t, shape[:-2] + [groups] + shape[-2:])
+    return reshape(t, shape[:-3] + [shape[-3] * groups] + shape[-2:])
+
+
+# -- losses -----------------------------------------------------------------------------------
+
+
+def _reduce_loss(loss, reduction: str, weight_sum=None):
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return sum(loss)
+    if reduction == "mean":
+        return div(sum(loss), weight_sum) if weight_sum is not None else mean(loss)
+    raise ValueError(f"{reduction} is not a valid value for reduction")
+
+
+@torchsymbol(F.nll_loss)
+def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+             reduction: str = "mean"):
+    class_dim = 1 if input.ndim > 1 else 0
+    valid = ne(target, ignore_index)
+    safe_target = where(valid, target, 0)
+    picked = prims.take_along_axis(input, unsqueeze(safe_target, class_dim), class_dim)
+    picked = reshape(picked, target.shape)
+    w = to_dtype(valid, input.dtype)
+    if weight is not None:
+        w = mul(w, reshape(prims.take(weight, reshape(safe_target, -1), 0), target.shape))
+    loss = neg(mul(picked, w))
+    return _reduce_loss(loss, reduction, sum(w) if reduction == "mean" else None)
+
+
+@torchsymbol(F.cross_entropy)
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
+                  reduction: str = "mean", label_smoothing: float = 0.0):
+    class_dim = 1 if input.ndim > 1 else 0
+    logp = log_softmax(input, class_dim)
+    if target.dtype.is_floating_point:  # class probabilities
+        if label_smoothing:
+            n = input.shape[class_dim]
+            target = add(mul(target, 1 - label_smoothing), label_smoothing / n)
+        per_class = mul(logp, target)
+        if weight is not None:
+            per_class = mul(per_class, reshape(weight, [-1] + [1] * (input.ndim - class_dim - 1)))
+        return _reduce_loss(neg(sum(per_class, class_dim)), reduction,
+                            input.shape[0] if reduction == "mean" and input.ndim > 1 else None)
+    nll = nll_loss(logp, target, weight, ignore_index=ignore_index, reduction=reduction)
+    if not label_smoothing:
+        return nll
+    n = input.shape[class_dim]
+    valid = to_dtype(ne(target, ignore_index), input.dtype)
+    smooth_terms = logp if weight is None else mul(logp, reshape(weight, [-1] + [1] * (input.ndim - class_dim - 1)))
+    smooth = mul(neg(sum(smooth_terms, class_dim)), valid)
+    if reduction == "mean":
+        denom = sum(valid) if weight is None else sum(mul(valid, reshape(
+            prims.take(weight, reshape(where(ne(target, ignore_index), target, 0), -1), 0), target.shape)))
+        smooth = div(sum(smooth), denom)
+    else:
+        smooth = _reduce_loss(smooth, reduction)
+    return add(mul(nll, 1 - label_smoothing), mul(smooth, label_smoothing / n))
+
+
+@torchsymbol(F.mse_loss)
+def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
+    diff = sub(input, target)
+    return _reduce_loss(mul(diff, diff), reduction)
+

@@ -1,0 +1,128 @@
+"""Opaque symbols: every torch operation without a torch-language definition.
+
+Calling an unknown torch callable on proxies records a symbol named after it (``torch.cumsum``
+is ``opaque.cumsum`` in the acquired trace, ``torch.cumsum`` once the torch executor claims it)
+whose outputs' metadata come from running the callable on fake tensors (shapes, dtypes and devices exactly as torch computes them,
+no data). The torch executor runs it by calling the torch callable itself, and torch's autograd
+differentiates it. Operations whose output shape depends on tensor values (``nonzero``, boolean
+masking, ``.item()``) cannot be traced and raise ``UnsupportedOpError`` naming the operation.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
+                                           FakeTensorMode)
+from torch.utils._pytree import tree_flatten, tree_map
+
+from thunder.core.errors import DataDependentError, UnsupportedOpError
+from thunder.core.proxies import NumberProxy, TensorProxy, pyval
+from thunder.core.symbol import Symbol
+from thunder.torch.registry import SYMBOL_TO_TORCH
+
+OPAQUE: dict[object, Symbol] = {}
+
+
+class _OpaqueNamespace:
+    """What ``opaque`` names in a printed acquisition trace."""
+
+
+namespace = _OpaqueNamespace()
+
+
+@functools.lru_cache(maxsize=1)
+def _fake_mode() -> FakeTensorMode:
+    return FakeTensorMode(allow_non_fake_inputs=False)
+
+
+def callable_name(fn) -> str:
+    """A readable dotted name for a torch callable: ``torch.cumsum``, ``Tensor.index_put_``."""
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    module = getattr(fn, "__module__", None) or ""
+    if qualname.startswith("TensorBase."):
+        qualname = "Tensor." + qualname.removeprefix("TensorBase.")
+    if qualname.startswith("Tensor."):
+        return qualname
+    if module.startswith("torch._C") or not module:
+        module = "torch"
+    return f"{module}.{qualname}"
+
+
+def _symbol_name(fn) -> str:
+    return callable_name(fn).removeprefix("torch.").replace(".", "_")
+
+
+def is_inplace(fn, kwargs) -> bool:
+    name = getattr(fn, "__name__", "")
+    return (name.endswith("_") and not name.endswith("__")) or kwargs.get("inplace") is True \
+        or name in ("__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__") or "out" in kwargs
+
+
+def _run_on_fakes(fn, args, kwargs):
+    """Runs ``fn`` on fake tensors standing in for the proxies; returns (fake result, fakes)."""
+    mode = _fake_mode()
+    fakes: dict[int, torch.Tensor] = {}
+
+    def to_fake(x):
+        if isinstance(x, TensorProxy):
+            if id(x) not in fakes:
+                with mode:
+                    fakes[id(x)] = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+            return fakes[id(x)]
+        return pyval(x) if isinstance(x, NumberProxy) else x
+
+    fargs, fkwargs = tree_map(to_fake, (args, kwargs))
+    name = callable_name(fn)
+    try:
+        with mode:
+            return fn(*fargs, **fkwargs), fakes
+    except (DynamicOutputShapeException, DataDependentOutputException) as e:
+        raise DataDependentError(
+            f"{name} is not supported: its result depends on the values in a tensor, which are "
+            "not known while tracing") from e
+    except (NotImplementedError, TypeError, RuntimeError) as e:
+        if "meta" in str(e) or "fake" in str(e).lower() or isinstance(e, NotImplementedError):
+            raise UnsupportedOpError(f"{name} is not supported: PyTorch cannot compute its output "
+                                     f"shapes without data ({e})") from e
+        raise
+
+
+def _opaque_meta(fn, *args, **kwargs):
+    """The outputs of ``fn`` as proxies; an output that is an input (in-place ops) stays that proxy."""
+    fake_out, fakes = _run_on_fakes(fn, args, kwargs)
+    proxies = _proxies(args, kwargs)
+    by_fake = {id(fakes[id(p)]): p for p in proxies}
+    requires_grad = torch.is_grad_enabled() and any(p.requires_grad for p in proxies)
+
+    def to_proxy(x):
+        if isinstance(x, torch.Tensor):
+            aliased = by_fake.get(id(x))
+            if aliased is not None:
+                return aliased
+            return TensorProxy(x.shape, x.dtype, x.device, requires_grad)
+        return x
+
+    return tree_map(to_proxy, fake_out)
+
+
+def opaque_symbol(fn) -> Symbol:
+    """The opaque symbol for a torch callable (one per callable)."""
+    sym = OPAQUE.get(fn)
+    if sym is None:
+        sym = Symbol(_symbol_name(fn), functools.partial(_opaque_meta, fn), module="opaque",
+                     is_prim=True, module_object=namespace, tags=("opaque",))
+        OPAQUE[fn] = sym
+        setattr(namespace, sym.name, sym)
+        SYMBOL_TO_TORCH[sym.id] = fn
+    return sym
+
+
+def opaque_call(fn, args, kwargs):
+    """Records ``fn(*args, **kwargs)`` as one opaque symbol and returns its outputs' proxies."""
+    return opaque_symbol(fn)(*args, **kwargs)
+
+
+def _proxies(args, kwargs):
+    return [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, TensorProxy)]

@@ -1,0 +1,332 @@
+"""Shape and view ops: reshape, permute, slicing, indexing, concatenation, splitting.
+
+Views are decomposed into value-semantics primitives (reshape, transpose, slice); the torch
+executor runs the torch view op itself, so eager aliasing is kept where it matters.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+import operator
+
+import torch
+
+from thunder import prims
+from thunder.core.proxies import NumberProxy, TensorProxy, pyval
+from thunder.torch.creation import arange
+from thunder.torch.elementwise import ge, le, sub, where
+from thunder.torch.opaque import opaque_call
+from thunder.torch.promotion import broadcast_to, result_dtype, to_dtype
+from thunder.torch.registry import method_only, tensor_method, torchsymbol
+
+
+def canonical_dim(dim, ndim: int) -> int:
+    dim = operator.index(pyval(dim))
+    rank = builtins.max(ndim, 1)
+    if not -rank <= dim < rank:
+        raise IndexError(f"dimension {dim} is out of range for a tensor with {ndim} dimensions")
+    return dim % rank
+
+
+def _shape_arg(shape) -> list:
+    """Accepts ``f(2, 3)``, ``f((2, 3))`` and ``f([2, 3])`` / torch.Size alike."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list, torch.Size)):
+        shape = shape[0]
+    return [operator.index(pyval(s)) for s in shape]
+
+
+def infer_shape(shape, numel: int) -> list:
+    """Resolves one -1 in ``shape`` for a tensor of ``numel`` elements."""
+    shape = list(shape)
+    if shape.count(-1) > 1:
+        raise ValueError("only one dimension can be inferred (-1)")
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        if known == 0 or numel % known:
+            raise ValueError(f"shape {shape} is invalid for input of size {numel}")
+        shape[shape.index(-1)] = numel // known
+    if math.prod(shape) != numel:
+        raise ValueError(f"shape {shape} is invalid for input of size {numel}")
+    return shape
+
+
+@torchsymbol(tensor_method("reshape"), torch.reshape, methods=["reshape"])
+def reshape(a, *shape):
+    shape = infer_shape(_shape_arg(shape), a.numel())
+    return a if list(a.shape) == shape else prims.reshape(a, tuple(shape))
+
+
+@torchsymbol(tensor_method("view"), methods=["view"])
+def view(a, *shape):
+    if len(shape) == 1 and isinstance(shape[0], torch.dtype):
+        raise NotImplementedError("Tensor.view(dtype) reinterprets bits")
+    return reshape(a, *shape)
+
+
+@method_only("view_as", "reshape_as")
+def view_as(a, other):
+    return reshape(a, other.shape)
+
+
+@torchsymbol(torch.flatten, tensor_method("flatten"), methods=["flatten"])
+def flatten(a, start_dim: int = 0, end_dim: int = -1):
+    if a.ndim == 0:
+        return reshape(a, 1)
+    start, end = canonical_dim(start_dim, a.ndim), canonical_dim(end_dim, a.ndim)
+    shape = list(a.shape[:start]) + [math.prod(a.shape[start:end + 1])] + list(a.shape[end + 1:])
+    return reshape(a, shape)
+
+
+@torchsymbol(torch.unflatten, tensor_method("unflatten"), methods=["unflatten"])
+def unflatten(a, dim: int, sizes):
+    dim = canonical_dim(dim, a.ndim)
+    sizes = infer_shape([pyval(s) for s in sizes], a.shape[dim])
+    return reshape(a, list(a.shape[:dim]) + sizes + list(a.shape[dim + 1:]))
+
+
+@torchsymbol(tensor_method("permute"), torch.permute, methods=["permute"])
+def permute(a, *dims):
+    dims = [canonical_dim(d, a.ndim) for d in _shape_arg(dims)]
+    return a if dims == list(range(a.ndim)) else prims.transpose(a, tuple(dims))
+
+
+@torchsymbol(torch.transpose, tensor_method("transpose"), torch.swapaxes, methods=["transpose", "swapaxes"])
+def transpose(a, dim0: int, dim1: int):
+    if a.ndim == 0:
+        return a
+    d0, d1 = canonical_dim(dim0, a.ndim), canonical_dim(dim1, a.ndim)
+    dims = list(range(a.ndim))
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return permute(a, dims)
+
+
+@torchsymbol(torch.t, tensor_method("t"), methods=["t"])
+def t(a):
+    return transpose(a, 0, 1) if a.ndim == 2 else a
+
+
+@torchsymbol(methods=["T", "mT"], name="matrix_transpose")
+def matrix_transpose(a):
+    """Tensor.T / Tensor.mT: reverses the last two dims (PyTorch deprecates .T beyond 2-D)."""
+    return transpose(a, -2, -1) if a.ndim >= 2 else a
+
+
+@torchsymbol(torch.unsqueeze, tensor_method("unsqueeze"), methods=["unsqueeze"])
+def unsqueeze(a, dim: int):
+    dim = canonical_dim(dim, a.ndim + 1)
+    shape = list(a.shape)
+    shape.insert(dim, 1)
+    return prims.broadcast_in_dim(a, tuple(shape), tuple(d for d in range(a.ndim + 1) if d != dim))
+
+
+@torchsymbol(torch.squeeze, tensor_method("squeeze"), methods=["squeeze"])
+def squeeze(a, dim=None):
+    if dim is None:
+        dims = [i for i, s in enumerate(a.shape) if s == 1]
+    else:
+        dims = dim if isinstance(dim, (tuple, list)) else [dim]
+        dims = [d for d in (canonical_dim(d, a.ndim) for d in dims) if a.ndim and a.shape[d] == 1]
+    return prims.squeeze(a, tuple(sorted(dims))) if dims else a
+
+
+@torchsymbol(tensor_method("expand"), methods=["expand"])
+def expand(a, *shape):
+    shape = _shape_arg(shape)
+    offset = len(shape) - a.ndim
+    if offset < 0:
+        raise ValueError(f"expand: the number of sizes ({len(shape)}) must be at least the tensor's "
+                         f"dimensions ({a.ndim})")
+    shape = [a.shape[i - offset] if s == -1 else s for i, s in enumerate(shape)]
+    return broadcast_to(a, shape)
+
+
+@method_only("expand_as")
+def expand_as(a, other):
+    return expand(a, other.shape)
+
+
+@torchsymbol(torch.broadcast_to, tensor_method("broadcast_to"), methods=["broadcast_to"], name="broadcast_to")
+def broadcast_to_(a, shape):
+    return expand(a, shape)
+
+
+@torchsymbol(tensor_method("contiguous"), methods=["contiguous"])
+def contiguous(a, memory_format=torch.contiguous_format):
+    return a
+
+
+@torchsymbol(torch.cat, torch.concat, torch.concatenate)
+def cat(tensors, dim: int = 0):
+    tensors = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or list(tensors[:1])
+    dim = canonical_dim(dim, tensors[0].ndim)
+    dtype = result_dtype(*tensors)
+    return prims.cat([to_dtype(t, dtype) for t in tensors], dim)
+
+
+@torchsymbol(torch.stack)
+def stack(tensors, dim: int = 0):
+    dim = canonical_dim(dim, tensors[0].ndim + 1)
+    return cat([unsqueeze(t, dim) for t in tensors], dim)
+
+
+def _slice_dim(a, dim: int, start: int, stop: int, step: int = 1):
+    if start == 0 and stop == a.shape[dim] and step == 1:
+        return a
+    starts = [0] * a.ndim
+    ends = list(a.shape)
+    strides = [1] * a.ndim
+    starts[dim], ends[dim], strides[dim] = start, stop, step
+    return prims.slice(a, tuple(starts), tuple(ends), tuple(strides))
+
+
+@torchsymbol(torch.narrow, tensor_method("narrow"), methods=["narrow"])
+def narrow(a, dim: int, start: int, length: int):
+    dim = canonical_dim(dim, a.ndim)
+    start = pyval(start) % a.shape[dim] if pyval(start) < 0 else pyval(start)
+    return _slice_dim(a, dim, start, start + pyval(length))
+
+
+@torchsymbol(torch.split, tensor_method("split"), methods=["split"])
+def split(a, split_size_or_sections, dim: int = 0):
+    dim = canonical_dim(dim, a.ndim)
+    size = a.shape[dim]
+    if isinstance(split_size_or_sections, (int, NumberProxy)):
+        step = pyval(split_size_or_sections)
+        sections = [builtins.min(step, size - i) for i in range(0, size, step)] or [0]
+    else:
+        sections = [pyval(s) for s in split_size_or_sections]
+    results, start = [], 0
+    for s in sections:
+        results.append(_slice_dim(a, dim, start, start + s))
+        start += s
+    return tuple(results)
+
+
+@torchsymbol(torch.chunk, tensor_method("chunk"), methods=["chunk"])
+def chunk(a, chunks: int, dim: int = 0):
+    size = a.shape[canonical_dim(dim, a.ndim)]
+    return split(a, builtins.max(1, -(-size // chunks)), dim)
+
+
+@torchsymbol(torch.unbind, tensor_method("unbind"), methods=["unbind"])
+def unbind(a, dim: int = 0):
+    dim = canonical_dim(dim, a.ndim)
+    return tuple(squeeze(s, dim) for s in split(a, 1, dim))
+
+
+@torchsymbol(torch.select, tensor_method("select"), methods=["select"])
+def select(a, dim: int, index: int):
+    dim = canonical_dim(dim, a.ndim)
+    index = pyval(index)
+    if not -a.shape[dim] <= index < a.shape[dim]:
+        raise IndexError(f"index {index} is out of bounds for dimension {dim} with size {a.shape[dim]}")
+    index %= a.shape[dim]
+    return prims.squeeze(_slice_dim(a, dim, index, index + 1), (dim,))
+
+
+def _is_basic_index(key) -> bool:
+    return key is None or key is Ellipsis or isinstance(key, (int, slice, NumberProxy)) and not isinstance(key, bool)
+
+
+@torchsymbol(tensor_method("__getitem__"), methods=["__getitem__"])
+def getitem(a, key):
+    """Basic indexing (ints, slices, None, Ellipsis); tensor indices use advanced indexing."""
+    keys = list(key) if isinstance(key, tuple) else [key]
+    if not all(_is_basic_index(k) for k in keys):
+        # advanced indexing with tensors: through torch, shapes inferred by meta tensors
+        return opaque_call(tensor_method("__getitem__"), (a, key), {})
+    n_real = sum(1 for k in keys if k is not None and k is not Ellipsis)
+    if n_real > a.ndim:
+        raise IndexError(f"too many indices for tensor of dimension {a.ndim}")
+    if Ellipsis in keys:
+        i = keys.index(Ellipsis)
+        keys[i:i + 1] = [slice(None)] * (a.ndim - n_real)
+    result, dim = a, 0
+    for k in keys:
+        if k is None:
+            result = unsqueeze(result, dim)
+            dim += 1
+        elif isinstance(k, slice):
+            start, stop, step = k.indices(result.shape[dim]) if k != slice(None) else (0, result.shape[dim], 1)
+            if step <= 0:
+                raise ValueError("step must be greater than zero")
+            stop = builtins.max(stop, start)
+            result = _slice_dim(result, dim, start, stop, step)
+            dim += 1
+        else:
+            result = select(result, dim, k)
+    return result
+
+
+@torchsymbol(torch.index_select, tensor_method("index_select"), methods=["index_select"])
+def index_select(a, dim: int, index):
+    dim = canonical_dim(dim, a.ndim)
+    return prims.take(a, index, dim)
+
+
+@torchsymbol(torch.gather, tensor_method("gather"), methods=["gather"])
+def gather(a, dim: int, index):
+    return prims.take_along_axis(a, index, canonical_dim(dim, a.ndim))
+
+
+@torchsymbol(tensor_method("flip"), torch.flip, methods=["flip"])
+def flip(a, *dims):
+    dims = _shape_arg(dims)
+    return prims.flip(a, tuple(canonical_dim(d, a.ndim) for d in dims))
+
+
+@torchsymbol(torch.roll, tensor_method("roll"), methods=["roll"])
+def roll(a, shifts, dims=None):
+    if dims is None:
+        return reshape(roll(flatten(a), shifts, 0), a.shape)
+    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    result = a
+    for shift, dim in zip(shifts, dims):
+        dim = canonical_dim(dim, a.ndim)
+        size = a.shape[dim]
+        if size == 0:
+            continue
+        shift = pyval(shift) % size
+        if shift:
+            head = _slice_dim(result, dim, size - shift, size)
+            tail = _slice_dim(result, dim, 0, size - shift)
+            result = prims.cat([head, tail], dim)
+    return result
+
+
+@torchsymbol(torch.tril, tensor_method("tril"), methods=["tril"])
+def tril(a, diagonal: int = 0):
+    rows, cols = a.shape[-2], a.shape[-1]
+    row = unsqueeze(arange(rows, device=a.device), -1)
+    col = unsqueeze(arange(cols, device=a.device), 0)
+    return where(le(sub(col, row), diagonal), a, 0)
+
+
+@torchsymbol(torch.triu, tensor_method("triu"), methods=["triu"])
+def triu(a, diagonal: int = 0):
+    rows, cols = a.shape[-2], a.shape[-1]
+    row = unsqueeze(arange(rows, device=a.device), -1)
+    col = unsqueeze(arange(cols, device=a.device), 0)
+    return where(ge(sub(col, row), diagonal), a, 0)
+
+
+@torchsymbol(torch.nn.functional.pad)
+def pad(a, pad, mode: str = "constant", value=None):
+    if mode != "constant":
+        return opaque_call(torch.nn.functional.pad, (a, pad), {"mode": mode, "value": value})
+    pad = [pyval(p) for p in pad]
+    config = [(0, 0)] * a.ndim
+    for i in range(len(pad) // 2):
+        config[a.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
+    return prims.pad(a, 0 if value is None else value, tuple(config))
+
+
+@method_only("repeat")
+def repeat(a, *sizes):
+    sizes = _shape_arg(sizes)
+    a = reshape(a, [1] * (len(sizes) - a.ndim) + list(a.shape))
+    expanded = expand(reshape(a, [d for s in a.shape for d in (1, s)]),
+                      [d for r, s in zip(sizes, a.shape) for d in (r, s)])
+    return reshape(expanded, [r * s for r, s in zip(sizes, a.shape)])
