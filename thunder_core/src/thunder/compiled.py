@@ -20,6 +20,7 @@ import torch
 from torch.utils._pytree import tree_unflatten
 
 from thunder.acquire.acquisition import acquire
+from thunder.core.proxies import TensorProxy
 from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
 from thunder.executors.claim import claim_operators, fuse_regions
 from thunder.executors.torchex import torch_executor
@@ -75,6 +76,7 @@ class CompiledFunction:
         contributed = [ex for group in self.plugin_manager.hook.thunder_executors(options=self.options)
                        for ex in (group or [])]
         by_name = {ex.name: ex for ex in contributed}
+        self.explicit_executors = requested is not None
         if requested is None:
             chosen = sorted(contributed, key=lambda ex: -ex.priority)
         else:
@@ -125,25 +127,45 @@ class CompiledFunction:
             program = acquire(self.fn, args, kwargs, module=self.module, lookasides=lookasides,
                               signature_fn=_signature_source(self.fn, self.module))
         traces = [program.computation]
+        trace = chain(pm, "thunder_transform_trace", program.computation, stage="acquired", options=options)
+        traces.append(trace)
+        trace = dce(trace)
+        traces.append(trace)
+        fn, lowered = self.lower(trace)
+        traces += lowered
+        traces = _dedupe(traces)
+        return CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start)
 
-        def step(trace):
-            traces.append(trace)
-            return trace
+    def executors_for(self, trace) -> list[Executor]:
+        """The executors for a trace: all chosen ones, less (unless the user listed them) those
+        whose ``default_devices`` exclude every device the trace's inputs are on."""
+        if self.explicit_executors:
+            return self.executors
+        devices = {a.device.type for a in trace.args if isinstance(a, TensorProxy)} or {"cpu"}
+        return [ex for ex in self.executors
+                if ex.default_devices is None or devices & set(ex.default_devices)]
 
-        trace = step(chain(pm, "thunder_transform_trace", program.computation, stage="acquired",
-                           options=options))
-        trace = step(dce(trace))
-        operators = [ex for ex in self.executors if isinstance(ex, OperatorExecutor)]
+    def lower(self, trace) -> tuple:
+        """Executors claim ``trace``, plugins pass over it, and it becomes a callable.
+        Returns (callable, the traces of each step)."""
+        pm, options = self.plugin_manager, self.options
+        traces = []
+
+        def step(t):
+            traces.append(t)
+            return t
+
+        executors = self.executors_for(trace)
+        operators = [ex for ex in executors if isinstance(ex, OperatorExecutor)]
         trace = step(claim_operators(trace, operators))
         trace = step(chain(pm, "thunder_transform_trace", trace, stage="claimed", options=options))
-        for fusion in (ex for ex in self.executors if isinstance(ex, FusionExecutor)):
+        for fusion in (ex for ex in executors if isinstance(ex, FusionExecutor)):
             trace = step(fuse_regions(trace, fusion))
         trace = step(insert_dels(dce(trace)))
         trace = step(chain(pm, "thunder_transform_trace", trace, stage="final", options=options))
         fn = trace.python_callable()
         fn = chain(pm, "thunder_wrap_callable", fn, trace=trace, options=options)
-        traces = _dedupe(traces)
-        return CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start)
+        return fn, traces
 
 
 def _dedupe(traces: list) -> list:

@@ -15,9 +15,3 @@ class UnsupportedOpError(AcquisitionError, NotImplementedError):
 class DataDependentError(AcquisitionError):
     """The program needs a tensor's value (Python control flow on it, ``.item()``, output shapes
     that depend on values) while it is being traced."""
-
-    hint = ("Make the branch independent of tensor values (e.g. use torch.where), move it out of "
-            "the compiled function, or compile with fallback='eager' to run such calls eagerly.")
-
-    def __str__(self):
-        return f"{super().__str__()}\n{self.hint}"

@@ -124,8 +124,10 @@ class TensorProxy(Proxy):
         from thunder.core.errors import DataDependentError
 
         raise DataDependentError(
-            f"the program branches on the value of tensor {self.name} ({self.describe()}); "
-            "its value is not known while tracing")
+            f"the program uses the value of tensor {self.name} ({self.describe()}) in Python "
+            "(a branch, bool(), int() or indexing with it), but values are not known while tracing. "
+            "Express the choice with tensor ops (e.g. torch.where), or move it out of the compiled "
+            "function.")
 
     def __index__(self):
         return self.__bool__()

@@ -16,7 +16,12 @@ from thunder.core.symbol import BoundSymbol, Symbol
 
 
 class Executor:
-    """Base of all executors. ``name`` must be a Python identifier (it prints in traces)."""
+    """Base of all executors. ``name`` must be a Python identifier (it prints in traces).
+
+    ``default_devices``: when the user does not list executors, this executor is used only for
+    traces on these device types (None: every device)."""
+
+    default_devices: tuple[str, ...] | None = None
 
     def __init__(self, name: str, *, priority: int = 0):
         if not name.isidentifier():

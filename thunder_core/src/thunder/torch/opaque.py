@@ -41,6 +41,7 @@ def callable_name(fn) -> str:
     """A readable dotted name for a torch callable: ``torch.cumsum``, ``Tensor.index_put_``."""
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     module = getattr(fn, "__module__", None) or ""
+    qualname = qualname.removeprefix("_VariableFunctionsClass.")  # torch.nonzero and friends
     if qualname.startswith("TensorBase."):
         qualname = "Tensor." + qualname.removeprefix("TensorBase.")
     if qualname.startswith("Tensor."):

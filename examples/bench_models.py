@@ -1,0 +1,160 @@
+"""Eager vs torch.compile vs Thunder on Llama-3.2-1B-shaped models, in one run.
+
+Models are built from configs with random weights (no downloads): litgpt's GPT with the
+Llama-3.2-1B config (when litgpt is installed) and Hugging Face's LlamaForCausalLM with the same
+shape. For each, a training step (forward + cross-entropy + backward) and, for HF, inference
+forward; each implementation is timed with CUDA events (warm-up, median of many iterations),
+checked against eager, and reported with its first-call compile time and peak memory.
+
+    python examples/bench_models.py                 # the H200 configuration (bf16, 16 layers)
+    python examples/bench_models.py --tiny          # CPU smoke run: tiny shapes, correctness only
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+import thunder
+
+LLAMA_3_2_1B = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                    num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096,
+                    rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)
+TINY = dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+            rope_theta=500000.0, rms_norm_eps=1e-5, tie_word_embeddings=True)
+
+
+def hf_llama(shape: dict, device, dtype):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(**shape, attn_implementation="sdpa")
+    return LlamaForCausalLM(config).to(device=device, dtype=dtype)
+
+
+def litgpt_llama(shape: dict, device, dtype):
+    from litgpt import GPT, Config
+
+    config = Config.from_name("Llama-3.2-1B", n_layer=shape["num_hidden_layers"], n_embd=shape["hidden_size"],
+                              n_head=shape["num_attention_heads"], n_query_groups=shape["num_key_value_heads"],
+                              intermediate_size=shape["intermediate_size"], padded_vocab_size=shape["vocab_size"],
+                              vocab_size=shape["vocab_size"], block_size=shape["max_position_embeddings"])
+    with torch.device(device):
+        return GPT(config).to(dtype=dtype)
+
+
+class Timer:
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn, iters: int) -> float:
+        times = []
+        for _ in range(iters):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                torch.cuda.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+
+def run_case(name, model, make_step, device, iters, warmup, tolerance):
+    rows = []
+    results = {}
+    implementations = {"eager": model, "torch.compile": torch.compile(model), "thunder": thunder.compile(model)}
+    timer = Timer(device)
+    for impl, fn in implementations.items():
+        step = make_step(fn)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        out = step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        first = time.perf_counter() - t0
+        results[impl] = out.detach().float()
+        for _ in range(warmup):
+            step()
+        ms = timer(step, iters)
+        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+        rows.append((impl, ms, first, peak))
+        model.zero_grad(set_to_none=True)
+    for impl in ("torch.compile", "thunder"):
+        torch.testing.assert_close(results[impl], results["eager"], atol=tolerance, rtol=tolerance)
+    eager_ms = rows[0][1]
+    compile_ms = rows[1][1]
+    print(f"\n{name}")
+    print(f"{'impl':<15}{'ms':>10}{'vs eager':>10}{'vs t.compile':>14}{'first call s':>14}{'peak GiB':>10}")
+    for impl, ms, first, peak in rows:
+        print(f"{impl:<15}{ms:>10.2f}{ms / eager_ms:>10.3f}{ms / compile_ms:>14.3f}{first:>14.1f}{peak:>10.2f}")
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes on CPU (CI smoke: correctness only)")
+    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--only", default="", help="comma-separated case names to run")
+    opts = parser.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() and not opts.tiny else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    shape = TINY if opts.tiny else LLAMA_3_2_1B
+    batch_seq_train = (1, 64) if opts.tiny else (1, 2048)
+    batch_seq_infer = (2, 32) if opts.tiny else (8, 512)
+    iters, warmup = (3, 1) if opts.tiny else (opts.iters, 3)
+    tolerance = 1e-3 if dtype == torch.float32 else 0.1
+    torch.manual_seed(0)
+
+    def training_step(get_logits, b, t):
+        ids = torch.randint(0, shape["vocab_size"], (b, t), device=device)
+
+        def make(fn):
+            def step():
+                logits = get_logits(fn, ids)
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), ids.flatten())
+                loss.backward()
+                return loss
+            return step
+        return make
+
+    def inference_step(get_logits, b, t):
+        ids = torch.randint(0, shape["vocab_size"], (b, t), device=device)
+
+        def make(fn):
+            def step():
+                with torch.no_grad():
+                    return get_logits(fn, ids)
+            return step
+        return make
+
+    cases = []
+    try:
+        model = litgpt_llama(shape, device, dtype)
+        cases.append(("litgpt Llama-3.2-1B training step", model,
+                      training_step(lambda fn, ids: fn(ids), *batch_seq_train)))
+    except ImportError:
+        print("litgpt is not installed: skipping the litgpt model")
+    hf = hf_llama(shape, device, dtype)
+    cases.append(("HF LlamaForCausalLM training step", hf,
+                  training_step(lambda fn, ids: fn(input_ids=ids).logits, *batch_seq_train)))
+    cases.append(("HF LlamaForCausalLM inference forward", hf,
+                  inference_step(lambda fn, ids: fn(input_ids=ids).logits, *batch_seq_infer)))
+    only = {s.strip() for s in opts.only.split(",") if s.strip()}
+    for name, model, make_step in cases:
+        if only and not any(o in name for o in only):
+            continue
+        run_case(name, model, make_step, device, iters, warmup, tolerance)
+
+
+if __name__ == "__main__":
+    main()

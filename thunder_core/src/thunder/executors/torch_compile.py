@@ -1,0 +1,45 @@
+"""The torch.compile fusion executor: regions of the final trace compiled by Inductor.
+
+After operator executors have claimed the trace, every maximal run of consecutive bound symbols
+that the torch executor would run (and that has no side effect) becomes one region. The region is
+printed as its own small Python function (the same code the torch executor would have run) and
+compiled with ``torch.compile(fullgraph=True, dynamic=False)``: Inductor generates Triton kernels
+on GPU and C++ on CPU, fuses elementwise work into matmul epilogues and reductions, and caches its
+results across processes (its FX graph cache). Symbols claimed by other executors (a plugin's
+kernel) stay outside regions, so they keep running where they were claimed.
+
+By default it is used for CUDA traces only (Inductor's compile time rarely pays off for CPU
+programs); ``executors=["torchcompile"]`` uses it on CPU too.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from thunder.core.codegen import compile_trace
+from thunder.core.symbol import BoundSymbol
+from thunder.core.trace import Trace
+from thunder.executors.base import FusionExecutor
+from thunder.transforms.dce import has_side_effect
+
+
+class TorchCompileExecutor(FusionExecutor):
+    default_devices = ("cuda",)
+
+    def __init__(self):
+        super().__init__("torchcompile", priority=100)
+
+    def can_fuse(self, bsym: BoundSymbol) -> bool:
+        tags = bsym.sym.tags
+        return len(tags) > 1 and tags[0] == "executor" and tags[1] == "torch" and not has_side_effect(bsym)
+
+    def fuse(self, region: list[BoundSymbol], inputs: list, outputs: list):
+        trace = Trace("fused_region")
+        trace.args = list(inputs)
+        trace.bound_symbols[:] = region
+        trace.output = tuple(outputs)
+        fn = compile_trace(trace)
+        return torch.compile(fn, fullgraph=True, dynamic=False)
+
+
+torch_compile_executor = TorchCompileExecutor()
