@@ -29,6 +29,9 @@ from thunder.transforms.dce import dce
 from thunder.transforms.deletion import insert_dels
 
 
+CACHE_LIMIT = 64  # entries per compiled callable; the least recently added are dropped
+
+
 @dataclass
 class CacheEntry:
     prologue: object          # thunder.acquire.prologue.Prologue
@@ -105,13 +108,13 @@ class CompiledFunction:
                 self.last_entry = entry
                 return entry.run(inputs)
         self.misses += 1
-        entry = self._compile(args, kwargs)
+        entry, inputs = self._compile(args, kwargs)
         self.cache.insert(0, entry)
+        del self.cache[CACHE_LIMIT:]
         self.last_entry = entry
-        inputs = entry.prologue.fn(args, kwargs, module)
-        if inputs is None:
-            raise RuntimeError("internal error: a freshly acquired prologue rejected the call that "
-                               f"produced it:\n{entry.prologue.source}")
+        # Run with the inputs acquisition found. Not through the new prologue: acquiring ran the
+        # program's Python side effects (a lazily filled cache, a counter), so the prologue may
+        # already reject the state the program left; the next call then acquires again.
         return entry.run(inputs)
 
     # -- compiling -----------------------------------------------------------------------------
@@ -134,7 +137,8 @@ class CompiledFunction:
         fn, lowered = self.lower(trace)
         traces += lowered
         traces = _dedupe(traces)
-        return CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start)
+        entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start)
+        return entry, program.inputs
 
     def executors_for(self, trace) -> list[Executor]:
         """The executors for a trace: all chosen ones, less (unless the user listed them) those

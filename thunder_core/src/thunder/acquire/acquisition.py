@@ -48,7 +48,7 @@ class AcquisitionHooks(InterpreterHooks):
         self.prologue = prologue
         self.plugin_lookasides = lookasides
         self.proxies: dict[int, Proxy] = {}  # id(real value) -> its proxy
-        self._keepalive: list = []           # objects whose ids are keys above
+        self.inputs: list = []               # the real values of trace.args, in order
         if module is not None:
             self._register_module_state(module)
 
@@ -76,7 +76,7 @@ class AcquisitionHooks(InterpreterHooks):
         if proxy is None:
             proxy = TensorProxy.like(value, name=self.trace.make_name_like(hint))
             self.proxies[id(value)] = proxy
-            self._keepalive.append(value)
+            self.inputs.append(value)  # also keeps id(value) valid
             self.trace.args.append(proxy)
             self.prologue.tensor_input(value, proxy, location)
         return proxy
@@ -161,6 +161,11 @@ def _set_grad_enabled(hooks, mode: bool):
     ltorch.dispatch(torch._C._set_grad_enabled, (mode,), {})
 
 
+def _is_compiling(hooks, *args, **kwargs):
+    """Libraries (Hugging Face among them) avoid data-dependent Python under a compiler."""
+    return True
+
+
 _SPECIAL_LOOKASIDES = {
     builtins.isinstance: _isinstance,
     builtins.getattr: _getattr,
@@ -186,7 +191,8 @@ def _signature_names(fn, args, kwargs) -> list[str]:
 
 class AcquiredProgram(types.SimpleNamespace):
     """What acquisition produces: ``computation`` (a Trace returning the program's flattened
-    outputs), ``output_spec`` (how to rebuild the program's output from them) and ``prologue``."""
+    outputs), ``output_spec`` (how to rebuild the program's output from them), ``prologue``, and
+    ``inputs``: the values of the computation's inputs for the call that was acquired."""
 
 
 def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None) -> AcquiredProgram:
@@ -208,6 +214,7 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
         elif type(leaf) in (int, float, complex):  # bools stay bools: `flag is True` must hold
             proxy = NumberProxy(leaf, name=trace.make_name_like(hint))
             trace.args.append(proxy)
+            hooks.inputs.append(leaf)
             prologue.number_input(proxy, path)
             proxied.append(proxy)
         else:
@@ -223,7 +230,8 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
         torch._C._set_grad_enabled(grad_enabled)
     flat_out, out_spec = tree_flatten(result)
     trace.output = tuple(flat_out)
-    return AcquiredProgram(computation=trace, prologue=prologue.build(), output_spec=out_spec)
+    return AcquiredProgram(computation=trace, prologue=prologue.build(), output_spec=out_spec,
+                           inputs=hooks.inputs)
 
 
 def _user_source():

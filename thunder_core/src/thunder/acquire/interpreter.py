@@ -176,6 +176,8 @@ _CellType = types.CellType
 _GeneratorType = types.GeneratorType
 _CoroutineType = types.CoroutineType
 _TYPE_CALL = type.__call__
+_BaseExceptionGroup = getattr(builtins, "BaseExceptionGroup", None)  # 3.11+
+_ExceptionGroup = getattr(builtins, "ExceptionGroup", None)
 _NATIVE_CALLABLE_TYPES = frozenset({
     types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodWrapperType,
     types.MethodDescriptorType, types.ClassMethodDescriptorType,
@@ -254,7 +256,7 @@ class _CodeInfo:
         "keyword_slots",  # parameter name -> slot, for parameters that can be passed by keyword
         "simple_args",    # no *args, **kwargs or keyword-only parameters
         "unbound_tail",   # [_NULL] * (nlocals - co_argcount): the locals after positional args
-        "cell_init",      # 3.10: (cell slot, argument slot or None) for each cellvar
+        "cell_init",      # 3.10 only: (cell slot, argument slot or None) for each cellvar
         "first_arg_slot",   # where super() finds its first argument
         "class_cell_slot",  # slot of the __class__ free variable, or None
     )
@@ -305,10 +307,11 @@ def _decode(code: types.CodeType) -> _CodeInfo:
     info.simple_args = not (code.co_flags & (_CO_VARARGS | _CO_VARKEYWORDS)) and not code.co_kwonlyargcount
     info.unbound_tail = [_NULL] * (info.nlocals - code.co_argcount)
 
-    nargs_with_stars = nparams + bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)
-    arg_names = varnames[:nargs_with_stars]
-    info.cell_init = [(len(varnames) + j, arg_names.index(name) if name in arg_names else None)
-                      for j, name in enumerate(code.co_cellvars)]
+    if not _CELLS_MADE_BY_BYTECODE:
+        nargs = nparams + bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)
+        arg_names = varnames[:nargs]
+        info.cell_init = [(len(varnames) + j, arg_names.index(name) if name in arg_names else None)
+                          for j, name in enumerate(code.co_cellvars)]
     info.first_arg_slot = 0
     if varnames and varnames[0] in code.co_cellvars and not _CELLS_MADE_BY_BYTECODE:
         info.first_arg_slot = len(varnames) + code.co_cellvars.index(varnames[0])
@@ -397,6 +400,11 @@ def _arg(inst, i, d):
     return inst.arg
 
 
+def _fixed(value):
+    """A preparer giving every instruction of this opcode the same argument."""
+    return lambda inst, i, d: value
+
+
 def _argval(inst, i, d):
     return inst.argval
 
@@ -450,8 +458,9 @@ def _conversion(inst, i, d):
     return _CONVERSIONS[inst.arg]
 
 
-def _for_iter_past_end_for(inst, i, d):
-    """3.12+: FOR_ITER jumps by its argument counted from the next instruction, onto END_FOR."""
+def _for_iter_target(inst, i, d):
+    """3.12+: FOR_ITER's argument counts from the next instruction and lands on END_FOR (dis
+    versions disagree on which target they show, so it is computed here)."""
     return d.index_of[d.raw[i + 1].offset + 2 * inst.arg]
 
 
@@ -689,7 +698,7 @@ def _construct(ctx, cls, args, kwargs):
     if type(new) is staticmethod:
         new = new.__func__
     init = _lookup_special(cls, "__init__")
-    if (type(new) is not _FunctionType and type(init) is not _FunctionType) or (cls is type and len(args) == 1):
+    if type(new) is not _FunctionType and type(init) is not _FunctionType:
         return _call_native(ctx, cls, args, kwargs)
     obj = _call(ctx, new, (cls, *args), kwargs)
     if cls not in type(obj).__mro__:
@@ -758,7 +767,7 @@ def _super_lookaside(ctx, args, kwargs):
     if frame.code.co_argcount == 0:
         raise RuntimeError("super(): no arguments")
     first = frame.locals[info.first_arg_slot]
-    if type(first) is _CellType and 0 in info.cell_slots or info.first_arg_slot:
+    if info.first_arg_slot in info.cell_slots and type(first) is _CellType:
         first = _cell_get(first)
     if first is _NULL:
         raise RuntimeError("super(): arg[0] deleted")
@@ -825,16 +834,19 @@ def _eval_lookaside(native):
     """eval / exec without explicit globals run in the calling interpreted frame's scope."""
     def lookaside(ctx, args, kwargs):
         frame = _current_frame()
-        args = list(args)
         kwargs = dict(kwargs or {})
-        if frame is not None and len(args) < 2 and kwargs.get("globals") is None:
-            if len(args) == 2:
-                args[1] = frame.globals
-            else:
-                kwargs["globals"] = frame.globals
-            if len(args) < 3 and kwargs.get("locals") is None:
-                kwargs["locals"] = _frame_locals(frame)
-        return _call_native(ctx, native, args, kwargs)
+
+        def given(position, name):
+            return args[position] if len(args) > position else kwargs.pop(name, None)
+
+        if frame is None or not args:
+            return _call_native(ctx, native, args, kwargs)
+        globals_, locals_ = given(1, "globals"), given(2, "locals")
+        if globals_ is None:
+            globals_ = frame.globals
+            if locals_ is None:
+                locals_ = _frame_locals(frame)
+        return _call_native(ctx, native, (args[0], globals_, locals_, *args[3:]), kwargs)
     return lookaside
 
 
@@ -1160,23 +1172,26 @@ def _get_awaitable_iter(obj):
 
 def _send(frame, it, value):
     """One step of ``yield from`` / ``await``: sends ``value`` into ``it`` or, when the generator
-    was thrown into while delegating, throws that exception into ``it``.  Returns (done, value)."""
+    was thrown into while delegating, throws that exception into ``it`` (what CPython's gen_throw
+    does).  Returns (done, value)."""
     exc = frame.pending_throw
+    if exc is not None:
+        frame.pending_throw = None
+        if isinstance(exc, GeneratorExit):
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+            raise exc
+        step = getattr(it, "throw", None)
+        if step is None:
+            raise exc
+        value = exc
+    elif value is None and type(it) is not _GeneratorType and type(it) is not _CoroutineType:
+        step, value = next, it
+    else:
+        step = it.send
     try:
-        if exc is not None:
-            frame.pending_throw = None
-            if isinstance(exc, GeneratorExit):
-                close = getattr(it, "close", None)
-                if close is not None:
-                    close()
-                raise exc
-            throw = getattr(it, "throw", None)
-            if throw is None:
-                raise exc
-            return False, throw(exc)
-        if value is None and type(it) is not _GeneratorType and type(it) is not _CoroutineType:
-            return False, next(it)
-        return False, it.send(value)
+        return False, step(value)
     except StopIteration as stop:
         return True, stop.value
 
@@ -1294,7 +1309,7 @@ def _cell_get(cell):
 
 def _unbound_deref(frame, slot):
     name = frame.info.slot_names[slot]
-    if name in frame.code.co_freevars and slot >= frame.info.nlocals - len(frame.code.co_freevars):
+    if slot >= frame.info.nlocals - len(frame.code.co_freevars):
         return NameError(_UNBOUND_FREE.format(name), name=name)
     return UnboundLocalError(_UNBOUND_LOCAL.format(name))
 
@@ -1702,8 +1717,11 @@ def _op_dict_update(frame, i):
     if type(update) is not dict and not hasattr(type(update), "keys"):
         raise TypeError(f"'{type(update).__name__}' object is not a mapping")
     target = frame.stack[-i]
-    for key in update.keys():
-        target[key] = update[key]
+    if type(update) is dict:
+        target.update(update)
+    else:
+        for key in update.keys():
+            target[key] = update[key]
 
 
 def _op_dict_merge(frame, i):
@@ -2021,13 +2039,11 @@ def _op_set_function_attribute(frame, flag):
     stack = frame.stack
     fn = stack.pop()
     value = stack.pop()
-    if flag == 8:  # a function's closure cannot be assigned: make the function again
-        new = _FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, value)
-        new.__kwdefaults__ = fn.__kwdefaults__
-        new.__qualname__ = fn.__qualname__
-        if fn.__dict__.get("__annotations__") is not None or "__annotations__" in dir(fn):
-            new.__annotations__ = fn.__annotations__
-        fn = new
+    if flag == 8:
+        # a closure cannot be assigned; the compiler sets it first, so nothing else is lost
+        qualname = fn.__qualname__
+        fn = _FunctionType(fn.__code__, fn.__globals__, fn.__name__, None, value)
+        fn.__qualname__ = qualname
     elif flag == 4:
         fn.__annotations__ = _annotations_dict(value)
     elif flag == 2:
@@ -2137,7 +2153,7 @@ def _op_jump_if_not_exc_match(frame, target):
 def _check_except_star_type(spec) -> None:
     _check_except_type(spec)
     for s in (spec if type(spec) is tuple else (spec,)):
-        if issubclass(s, BaseExceptionGroup):
+        if issubclass(s, _BaseExceptionGroup):
             raise TypeError("catching ExceptionGroup with except* is not allowed. Use except instead.")
 
 
@@ -2146,12 +2162,12 @@ def _exception_group_match(exc, spec):
     if exc is None:
         return None, None
     if _exception_matches(type(exc), spec):
-        if isinstance(exc, BaseExceptionGroup):
+        if isinstance(exc, _BaseExceptionGroup):
             return exc, None
-        wrapped = (ExceptionGroup if isinstance(exc, Exception) else BaseExceptionGroup)("", [exc])
+        wrapped = (_ExceptionGroup if isinstance(exc, Exception) else _BaseExceptionGroup)("", [exc])
         wrapped.__traceback__ = exc.__traceback__
         return wrapped, None
-    if isinstance(exc, BaseExceptionGroup):
+    if isinstance(exc, _BaseExceptionGroup):
         match, rest = exc.split(spec)
         if match is not None:
             return match, rest
@@ -2171,7 +2187,7 @@ def _op_check_eg_match(frame, arg):
 
 
 def _leaf_ids(exc, into: set) -> set:
-    if isinstance(exc, BaseExceptionGroup):
+    if isinstance(exc, _BaseExceptionGroup):
         for e in exc.exceptions:
             _leaf_ids(e, into)
     else:
@@ -2191,7 +2207,7 @@ def _prep_reraise_star(original, raised):
     raised = [e for e in raised if e is not None]
     if not raised:
         return None
-    if not isinstance(original, BaseExceptionGroup):
+    if not isinstance(original, _BaseExceptionGroup):
         return raised[0]
     new = [e for e in raised if not _same_exception_metadata(e, original)]
     keep = set()
@@ -2203,7 +2219,7 @@ def _prep_reraise_star(original, raised):
         new.append(reraised)
     if not new:
         return None
-    return new[0] if len(new) == 1 else ExceptionGroup("", new)
+    return new[0] if len(new) == 1 else _ExceptionGroup("", new)
 
 
 def _op_prep_reraise_star(frame, arg):
@@ -2663,8 +2679,8 @@ _COMMON = {
     "SETUP_ANNOTATIONS": (_op_setup_annotations, None),
     "STORE_ATTR": (_op_store_attr, _argval),
     "DELETE_ATTR": (_op_delete_attr, _argval),
-    "UNARY_NEGATIVE": (_op_unary, lambda inst, i, d: operator.neg),
-    "UNARY_INVERT": (_op_unary, lambda inst, i, d: operator.invert),
+    "UNARY_NEGATIVE": (_op_unary, _fixed(operator.neg)),
+    "UNARY_INVERT": (_op_unary, _fixed(operator.invert)),
     "UNARY_NOT": (_op_unary_not, None),
     "COMPARE_OP": (_op_binary, _compare),
     "IS_OP": (_op_is, _arg),
@@ -2707,9 +2723,9 @@ _COMMON = {
 
 _OPS_310 = {
     # stack
-    "ROT_TWO": (_op_rot_n, lambda inst, i, d: 2),
-    "ROT_THREE": (_op_rot_n, lambda inst, i, d: 3),
-    "ROT_FOUR": (_op_rot_n, lambda inst, i, d: 4),
+    "ROT_TWO": (_op_rot_n, _fixed(2)),
+    "ROT_THREE": (_op_rot_n, _fixed(3)),
+    "ROT_FOUR": (_op_rot_n, _fixed(4)),
     "ROT_N": (_op_rot_n, _arg),
     "DUP_TOP": (_op_dup_top, None),
     "DUP_TOP_TWO": (_op_dup_top_two, None),
@@ -2719,14 +2735,14 @@ _OPS_310 = {
     "LOAD_METHOD": (_op_load_method, _argval),
     "LOAD_CLASSDEREF": (_op_load_classderef, _deref),
     # operators
-    "UNARY_POSITIVE": (_op_unary, lambda inst, i, d: operator.pos),
-    **{f"BINARY_{name}": (_op_binary, (lambda fn: lambda inst, i, d: fn)(fn)) for name, fn in [
+    "UNARY_POSITIVE": (_op_unary, _fixed(operator.pos)),
+    **{f"BINARY_{name}": (_op_binary, _fixed(fn)) for name, fn in [
         ("ADD", operator.add), ("AND", operator.and_), ("FLOOR_DIVIDE", operator.floordiv),
         ("LSHIFT", operator.lshift), ("MATRIX_MULTIPLY", operator.matmul), ("MULTIPLY", operator.mul),
         ("MODULO", operator.mod), ("OR", operator.or_), ("POWER", operator.pow),
         ("RSHIFT", operator.rshift), ("SUBTRACT", operator.sub), ("TRUE_DIVIDE", operator.truediv),
         ("XOR", operator.xor)]},
-    **{f"INPLACE_{name}": (_op_binary, (lambda fn: lambda inst, i, d: fn)(fn)) for name, fn in [
+    **{f"INPLACE_{name}": (_op_binary, _fixed(fn)) for name, fn in [
         ("ADD", operator.iadd), ("AND", operator.iand), ("FLOOR_DIVIDE", operator.ifloordiv),
         ("LSHIFT", operator.ilshift), ("MATRIX_MULTIPLY", operator.imatmul), ("MULTIPLY", operator.imul),
         ("MODULO", operator.imod), ("OR", operator.ior), ("POWER", operator.ipow),
@@ -2801,7 +2817,7 @@ _OPS_311 = {
     "LOAD_ATTR": (_op_load_attr, _argval),
     "LOAD_METHOD": (_op_load_method, _argval),
     "LOAD_CLASSDEREF": (_op_load_classderef, _deref),
-    "UNARY_POSITIVE": (_op_unary, lambda inst, i, d: operator.pos),
+    "UNARY_POSITIVE": (_op_unary, _fixed(operator.pos)),
     "LIST_TO_TUPLE": (_op_list_to_tuple, None),
     "FORMAT_VALUE": (_op_format_value, _format_value),
     "POP_JUMP_FORWARD_IF_FALSE": (_op_pop_jump_if_false, _jump),
@@ -2841,7 +2857,7 @@ _OPS_SINCE_312 = {
     "POP_JUMP_IF_TRUE": (_op_pop_jump_if_true, _jump),
     "POP_JUMP_IF_NONE": (_op_pop_jump_if_none, _jump),
     "POP_JUMP_IF_NOT_NONE": (_op_pop_jump_if_not_none, _jump),
-    "FOR_ITER": (_op_for_iter_to_end_for, _for_iter_past_end_for),
+    "FOR_ITER": (_op_for_iter_to_end_for, _for_iter_target),
     "RETURN_CONST": (_op_return_const, _const),
     "SEND": (_op_send_312, _jump),
     "END_SEND": (_op_end_send, None),
@@ -2903,8 +2919,7 @@ def interpret(fn, args=(), kwargs=None, hooks: InterpreterHooks | None = None):
         return _call(ctx, fn, tuple(args), dict(kwargs) if kwargs else None)
     except BaseException as exc:
         _attach_user_stack(exc)
-        raise exc.with_traceback(_without_interpreter_frames(exc.__traceback__)) from exc.__cause__ \
-            if exc.__cause__ is not None else exc.with_traceback(_without_interpreter_frames(exc.__traceback__))
+        raise exc.with_traceback(_without_interpreter_frames(exc.__traceback__))
     finally:
         chain.pop()
 

@@ -48,9 +48,23 @@ class _Node:
 class Prologue:
     """A built prologue: its source and the function it defines."""
 
-    def __init__(self, source: str, fn):
+    def __init__(self, source: str, fn, constants: dict):
         self.source = source
         self.fn = fn
+        self._constants = constants
+
+    def first_failing_check(self, args, kwargs, module) -> str | None:
+        """The line of the prologue that rejects this call (None if it is accepted): why a call
+        missed the cache."""
+        lines = self.source.splitlines()
+        numbered = [line.replace("return None", f"return {i}") for i, line in enumerate(lines)]
+        namespace = dict(self._constants)
+        exec("\n".join(numbered), namespace)
+        try:
+            result = namespace["prologue"](args, kwargs, module)
+        except Exception as e:
+            return f"an exception while fetching inputs: {type(e).__name__}: {e}"
+        return lines[result].strip() if isinstance(result, int) else None
 
     def __str__(self) -> str:
         return self.source
@@ -139,7 +153,9 @@ class PrologueBuilder:
         self._observed.add(location)
         if isinstance(value, _SCALARS):
             self.value_guard(location, value)
-        elif isinstance(value, (types.FunctionType, types.BuiltinFunctionType)):
+        elif isinstance(value, types.FunctionType) or isinstance(value, types.BuiltinFunctionType) and (
+                value.__self__ is None or isinstance(value.__self__, types.ModuleType)):
+            # functions (not bound methods, which are new objects on every access)
             self.lines.append(f"if {self.expr(location)} is not {self.constant(value)}: return None")
         else:
             self.know(value, location)
@@ -150,13 +166,17 @@ class PrologueBuilder:
         expr = self.expr(location)
         if value is None or isinstance(value, bool):
             self.lines.append(f"if {expr} is not {value!r}: return None")
-        elif isinstance(value, (int, str)) or isinstance(value, float) and math.isfinite(value):
+        elif type(value) in (int, str) or type(value) is float and math.isfinite(value):
             self.lines.append(f"_v = {expr}")
             self.lines.append(f"if type(_v) is not {type(value).__name__} or _v != {value!r}: return None")
-        elif isinstance(value, (float, complex)):
+        elif type(value) in (float, complex):
             self.lines.append(f"_v = {expr}")
             self.lines.append(f"if type(_v) is not {type(value).__name__} or not (_v == {self.constant(value)} "
                               f"or _v != _v and {self.constant(value)} != {self.constant(value)}): return None")
+        elif isinstance(value, (int, float, str)):  # enums and other subclasses of scalars
+            self.lines.append(f"_v = {expr}")
+            self.lines.append(f"if type(_v) is not {self.constant(type(value))} or _v != {self.constant(value)}: "
+                              "return None")
         else:
             self.lines.append(f"if {expr} is not {self.constant(value)}: return None")
 
@@ -203,7 +223,7 @@ class PrologueBuilder:
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = dict(self.constants)
         exec(compile(source, filename, "exec"), namespace)
-        return Prologue(source, namespace["prologue"])
+        return Prologue(source, namespace["prologue"], dict(self.constants))
 
 
 def _is_plain_object(obj) -> bool:

@@ -160,7 +160,10 @@ class TensorProxy(Proxy):
 
 def _forward(name: str):
     def method(self, *args, **kwargs):
-        return TENSOR_METHODS[name](self, *args, **kwargs)
+        impl = TENSOR_METHODS.get(name)
+        if impl is None:  # an operator without a torch-language definition: opaque
+            return TORCH_FUNCTION_HANDLER[0](getattr(torch.Tensor, name), (self, *args), kwargs)
+        return impl(self, *args, **kwargs)
 
     method.__name__ = name
     return method
@@ -173,7 +176,8 @@ for _name in (
     "__rfloordiv__ __mod__ __rmod__ __pow__ __rpow__ __matmul__ __rmatmul__ __neg__ __pos__ "
     "__abs__ __invert__ __and__ __rand__ __or__ __ror__ __xor__ __rxor__ __lshift__ __rshift__ "
     "__eq__ __ne__ __lt__ __le__ __gt__ __ge__ __getitem__ __setitem__ __iadd__ __isub__ "
-    "__imul__ __itruediv__"
+    "__imul__ __itruediv__ __ifloordiv__ __imod__ __ipow__ __iand__ __ior__ __ixor__ __ilshift__ "
+    "__irshift__"
 ).split():
     setattr(TensorProxy, _name, _forward(_name))
 

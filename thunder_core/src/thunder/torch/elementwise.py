@@ -11,7 +11,7 @@ import math
 import torch
 
 from thunder import prims
-from thunder.core.proxies import NumberProxy, TensorProxy, pyval
+from thunder.core.proxies import TENSOR_METHODS, NumberProxy, TensorProxy, pyval
 from thunder.torch.promotion import broadcast, broadcast_to, computation_dtype, result_dtype, to_dtype
 from thunder.torch.registry import ALL, method_only, tensor_method, torchsymbol
 
@@ -329,3 +329,8 @@ exp, log, tanh, erf, sigmoid, trunc, log1p, expm1, sqrt, rsqrt, abs, neg, recipr
     ALL[n] for n in "exp log tanh erf sigmoid trunc log1p expm1 sqrt rsqrt abs neg reciprocal".split())
 eq, ne, lt, le, gt, ge = (ALL[n] for n in "eq ne lt le gt ge".split())
 isnan, isinf, isfinite = (ALL[n] for n in "isnan isinf isfinite".split())
+
+
+# Python's unary operators on proxies
+TENSOR_METHODS.update({"__neg__": neg, "__abs__": abs, "__invert__": ALL["bitwise_not"],
+                       "__pos__": lambda a: a})

@@ -1,0 +1,180 @@
+"""Every operator of PyTorch's OpInfo database, compiled with Thunder and compared against eager.
+
+For each OpInfo of ``op_db`` that supports the dtype on CPU, ``op.op`` is compiled with
+``thunder.compile`` and run on the op's sample inputs:
+
+- ``test_forward``: outputs (values, dtypes, shapes, non-tensor results) match eager, as users get
+  them (the torch executor runs each torch-language op as the torch callable it came from);
+- ``test_forward_prims``: the same with every torch-language op decomposed into primitives (what a
+  fusion executor or an executor claiming primitives runs), which checks the decompositions;
+- ``test_grad``: gradients of a weighted sum of the outputs with respect to the tensor inputs
+  match eager's, for ops that support autograd.
+
+Random ops are run under the same ``torch.manual_seed`` in eager and in Thunder; the compiled call
+is also run twice to check that it is reproducible.
+
+By default the suite uses float32 and the first ``SAMPLES`` samples of each op, so it runs in a few
+minutes. ``THUNDER_OPINFO_FULL=1`` uses every sample and the dtypes float32, float64, bfloat16 and
+int64 (a nightly run). Known failures are listed in ``opinfo_expected_failures.py`` and are
+strict xfails: fixing one makes its test fail until it is removed from that list.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+import pytest
+import torch
+from torch.utils._pytree import tree_flatten, tree_map
+
+import thunder
+from opinfo_expected_failures import expected_failure
+from thunder import prims
+from thunder.executors.base import OperatorExecutor
+from thunder.executors.torchex import torch_executor
+
+pytest.importorskip("expecttest", reason="PyTorch's OpInfo database needs the expecttest package")
+from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
+
+FULL = os.environ.get("THUNDER_OPINFO_FULL") == "1"
+SAMPLES = None if FULL else 3
+DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.int64) if FULL else (torch.float32,)
+
+
+def op_id(op) -> str:
+    return op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
+
+
+def _cases(dtypes, *, grad: bool = False):
+    cases = []
+    for op in op_db:
+        supported = op.supported_backward_dtypes("cpu") if grad else op.supported_dtypes("cpu")
+        if grad and not op.supports_autograd:
+            continue
+        for dtype in dtypes:
+            if dtype in supported:
+                marks = []
+                reason = expected_failure(op_id(op), "grad" if grad else "forward", dtype)
+                if reason:
+                    marks.append(pytest.mark.xfail(reason=reason, strict=True))
+                cases.append(pytest.param(op, dtype, id=f"{op_id(op)}-{str(dtype).removeprefix('torch.')}",
+                                          marks=marks))
+    return cases
+
+
+def _prims_executor() -> OperatorExecutor:
+    """An executor running every primitive with the torch executor's implementation. Placed above
+    the torch executor it makes the claim pass decompose every torch-language op into prims."""
+    ex = OperatorExecutor("prims_only", priority=0)
+    for name, sym in prims.ALL.items():
+        impl = torch_executor._implementations[sym.id][0].impl
+        ex.register(sym.id, impl)
+    return ex
+
+
+PRIMS_EXECUTOR = _prims_executor()
+
+
+def _samples(op, dtype, requires_grad: bool):
+    return list(itertools.islice(op.sample_inputs("cpu", dtype, requires_grad=requires_grad), SAMPLES))
+
+
+def _clone(x):
+    """A fresh copy of a sample's tensors (leaves, keeping requires_grad), so eager and Thunder
+    runs cannot see each other's in-place changes."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().clone().requires_grad_(x.requires_grad)
+    return x
+
+
+def _call_args(sample):
+    args, kwargs = tree_map(_clone, ((sample.input, *sample.args), dict(sample.kwargs)))
+    return args, kwargs
+
+
+def _run(fn, args, kwargs, seed: int = 1234):
+    torch.manual_seed(seed)
+    return fn(*args, **kwargs)
+
+
+def _assert_same(actual, expected, *, rtol=None, atol=None):
+    a_flat, a_spec = tree_flatten(actual)
+    e_flat, e_spec = tree_flatten(expected)
+    assert a_spec == e_spec, f"output structure differs: {a_spec} vs {e_spec}"
+    for a, e in zip(a_flat, e_flat):
+        if isinstance(e, torch.Tensor):
+            assert isinstance(a, torch.Tensor), f"expected a tensor, got {type(a).__name__}"
+            torch.testing.assert_close(a, e, equal_nan=True, rtol=rtol, atol=atol)
+        else:
+            assert type(a) is type(e) and (a == e or a != a and e != e), f"{a!r} != {e!r}"
+
+
+def _tolerances(dtype):
+    """Decompositions may round differently from torch's fused kernels."""
+    if dtype == torch.float32:
+        return dict(rtol=1e-4, atol=1e-5)
+    if dtype == torch.bfloat16:
+        return dict(rtol=2e-2, atol=1e-2)
+    return dict(rtol=None, atol=None)
+
+
+def _check_forward(op, dtype, executors=None, tolerances=None):
+    fn = thunder.compile(lambda *a, **k: op.op(*a, **k), executors=executors)
+    for sample in _samples(op, dtype, requires_grad=False):
+        args, kwargs = _call_args(sample)
+        expected = _run(op.op, args, kwargs)
+        args, kwargs = _call_args(sample)
+        actual = _run(fn, args, kwargs)
+        _assert_same(actual, expected, **(tolerances or {}))
+        again = _run(fn, *_call_args(sample))
+        _assert_same(again, actual, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op, dtype", _cases(DTYPES))
+def test_forward(op, dtype):
+    _check_forward(op, dtype)
+
+
+@pytest.mark.parametrize("op, dtype", _cases(DTYPES))
+def test_forward_prims(op, dtype):
+    _check_forward(op, dtype, executors=[PRIMS_EXECUTOR], tolerances=_tolerances(dtype))
+
+
+def _differentiable_leaves(tree):
+    return [x for x in tree_flatten(tree)[0] if isinstance(x, torch.Tensor) and x.requires_grad]
+
+
+def _weighted_sum(outputs):
+    """A scalar depending on every differentiable output, with fixed random weights (a plain sum
+    would have zero gradient through ops like softmax)."""
+    total = 0
+    for i, out in enumerate(_differentiable_leaves(outputs)):
+        real = torch.view_as_real(out) if out.is_complex() else out
+        g = torch.Generator().manual_seed(i)
+        weight = torch.randn(real.shape, generator=g, dtype=real.dtype)
+        total = total + (real * weight).sum()
+    return total
+
+
+def _grads(fn, sample, output_process_fn):
+    args, kwargs = _call_args(sample)
+    inputs = _differentiable_leaves((args, kwargs))
+    outputs = output_process_fn(_run(fn, args, kwargs))
+    loss = _weighted_sum(outputs)
+    if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+        return [None] * len(inputs)
+    return list(torch.autograd.grad(loss, inputs, allow_unused=True))
+
+
+@pytest.mark.parametrize("op, dtype", _cases(DTYPES, grad=True))
+def test_grad(op, dtype):
+    fn = thunder.compile(lambda *a, **k: op.op(*a, **k))
+    for sample in _samples(op, dtype, requires_grad=True):
+        expected = _grads(op.op, sample, sample.output_process_fn_grad)
+        actual = _grads(fn, sample, sample.output_process_fn_grad)
+        expected = [torch.zeros_like(x) if g is None else g
+                    for g, x in zip(expected, _differentiable_leaves(_call_args(sample)))]
+        actual = [torch.zeros_like(x) if g is None else g
+                  for g, x in zip(actual, _differentiable_leaves(_call_args(sample)))]
+        _assert_same(actual, expected, **_tolerances(dtype))
