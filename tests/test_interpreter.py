@@ -983,11 +983,12 @@ def bad_init():
 
 def scope_builtins(a):
     b = a + 1
-    loc = locals()
+    loc = dict(locals())
     expr = eval("a + b")
-    exec("import math\nz = math.floor(2.5)")
+    out = []
+    exec("out.append(a + b)")
     g = globals() is sys.modules[__name__].__dict__
-    return sorted(loc.items()), expr, g, sorted(vars()), "b" in dir()
+    return sorted(loc.items()), expr, out, g, sorted(vars()), "b" in dir(), eval("b", {"b": 0})
 
 
 def recursion(n):
@@ -1583,8 +1584,8 @@ def test_errors_carry_the_user_stack():
         assert "failing_inner" in str(exc)
     # the traceback shows no interpreter internals
     import traceback
-    rendered = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    assert "_run(" not in rendered and "interpreter.py" not in rendered.split("Interpreted Python stack")[0]
+    names = [frame.name for frame in traceback.extract_tb(exc.__traceback__)]
+    assert names == ["test_errors_carry_the_user_stack"] + (["interpret"] if PY < (3, 11) else [])
 
 
 def test_errors_from_native_code_and_hooks_carry_the_user_stack():
@@ -1615,7 +1616,7 @@ def test_errors_from_native_code_and_hooks_carry_the_user_stack():
 def test_current_user_frames_from_a_lookaside():
     seen = []
 
-    def probe():
+    def probe(*args):
         seen.append(interp.current_user_frames())
         return "probed"
 

@@ -81,11 +81,15 @@ def _samples(op, dtype, requires_grad: bool):
 
 
 def _clone(x):
-    """A fresh copy of a sample's tensors (leaves, keeping requires_grad), so eager and Thunder
-    runs cannot see each other's in-place changes."""
-    if isinstance(x, torch.Tensor):
-        return x.detach().clone().requires_grad_(x.requires_grad)
-    return x
+    """A fresh copy of a sample's tensor with its storage, offset and strides (``as_strided``
+    samples depend on them), as a leaf keeping requires_grad, so eager and Thunder runs cannot see
+    each other's in-place changes."""
+    if not isinstance(x, torch.Tensor) or x.layout != torch.strided:
+        return x
+    with torch.no_grad():
+        copy = torch.empty((0,), dtype=x.dtype, device=x.device)
+        copy.set_(x.untyped_storage().clone(), x.storage_offset(), x.shape, x.stride())
+    return copy.requires_grad_(x.requires_grad)
 
 
 def _call_args(sample):

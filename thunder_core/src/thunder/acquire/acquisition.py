@@ -29,6 +29,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 import thunder.torch as ltorch
 from thunder.acquire.interpreter import InterpreterHooks, Origin, current_user_frames, interpret
 from thunder.acquire.prologue import PrologueBuilder
+from thunder.acquire.vmap import Vmapped
 from thunder.core.proxies import NumberProxy, Proxy, TensorProxy
 from thunder.core.trace import Trace, tracing
 
@@ -166,7 +167,15 @@ def _is_compiling(hooks, *args, **kwargs):
     return True
 
 
+def _vmap(hooks, fn, *args, **kwargs):
+    return Vmapped(lambda f, f_args: interpret(f, f_args, {}, hooks), fn, *args, **kwargs)
+
+
 _SPECIAL_LOOKASIDES = {
+    torch.compiler.is_compiling: _is_compiling,
+    torch._dynamo.is_compiling: _is_compiling,
+    torch.vmap: _vmap,
+    torch.func.vmap: _vmap,
     builtins.isinstance: _isinstance,
     builtins.getattr: _getattr,
     builtins.type: _type,
@@ -204,6 +213,7 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
     hooks = AcquisitionHooks(trace, prologue, module, lookasides or {})
 
     prologue.grad_mode_guard(torch.is_grad_enabled())
+    prologue.know_closure(fn, (prologue.constant(fn), ""))
     flat, spec = tree_flatten((args, kwargs))
     names = _signature_names(signature_fn or fn, args, kwargs)
     proxied = []

@@ -20,10 +20,10 @@ locals, cells and free variables in CPython's "localsplus" order), the value sta
 the next instruction (``ip``) and, for class bodies, the namespace mapping (``locals_dict``).
 Pushing ``_NULL`` stands for CPython's NULL stack entries (e.g. "no self" before a call).
 
-*The instruction loop* (``_run``) fetches ``(handler, arg)`` at ``ip``, advances ``ip`` and calls
+*The instruction loop* (``_execute``) fetches ``(handler, arg)`` at ``ip``, advances ``ip`` and calls
 ``handler(frame, arg)``.  Handlers return ``None``, or ``True`` when the frame returns or yields
 (the value is then in ``frame.result``).  Calls made by the program go through ``_call``, which
-asks the hooks for a lookaside, interprets Python functions (recursively: a nested ``_run``) and
+asks the hooks for a lookaside, interprets Python functions (recursively: a nested ``_execute``) and
 calls everything else natively.
 
 *Exceptions* raised by a handler (whether from the program's ``raise``, from natively called code
@@ -144,6 +144,9 @@ def _missing_context_manager_method(mgr, name: str, is_async: bool) -> Exception
         message += f" (missed {name} method)"
     return TypeError(message)
 
+
+# 3.11+ re-raise an exception with its __traceback__ (3.10 with the one it was caught with).
+_BARE_RAISE_USES_EXCEPTION_TRACEBACK = _PY >= (3, 11)
 
 # Code flags (stable since 3.5; see inspect.CO_*).
 _CO_VARARGS = 0x04
@@ -639,35 +642,47 @@ def _call(ctx: _Context, fn, args, kwargs):
     """Performs a call the interpreted program makes: ``fn(*args, **kwargs)``.
 
     The hooks' lookaside comes first.  Python functions are interpreted; bound methods, partials,
-    staticmethods, objects with a Python ``__call__`` and instance creation of classes with a
-    Python ``__init__`` / ``__new__`` are taken apart so that their Python code is interpreted.
-    Everything else runs natively, and its result goes through on_load."""
-    if ctx.lookaside is not None:
-        replacement = ctx.lookaside(fn)
-        if replacement is not None:
-            return replacement(*args, **kwargs) if kwargs else replacement(*args)
-    t = type(fn)
-    if t is _FunctionType:
-        if ctx.should_interpret is None or ctx.should_interpret(fn):
-            return _call_function(ctx, fn, args, kwargs)
-        return _call_native(ctx, fn, args, kwargs)
-    if t is _MethodType:
-        return _call(ctx, fn.__func__, (fn.__self__, *args), kwargs)
-    special = _INTERNAL_LOOKASIDES.get(id(fn))
-    if special is not None and special[0] is fn:
-        return special[1](ctx, args, kwargs)
-    if t in _NATIVE_CALLABLE_TYPES:
-        return _call_native(ctx, fn, args, kwargs)
-    if t is functools.partial:
-        return _call(ctx, fn.func, (*fn.args, *args), {**fn.keywords, **kwargs} if kwargs else fn.keywords)
-    if t is staticmethod:
-        return _call(ctx, fn.__func__, args, kwargs)
-    call = _lookup_special(t, "__call__")
-    if type(call) is _FunctionType:
-        return _call(ctx, call, (fn, *args), kwargs)
-    if call is _TYPE_CALL:
-        return _construct(ctx, fn, args, kwargs)
-    return _call_native(ctx, fn, args, kwargs)
+    staticmethods and objects with a Python ``__call__`` are taken apart (and the parts offered to
+    the lookaside again) so that their Python code is interpreted, and so is instance creation of
+    classes with a Python ``__init__`` / ``__new__``.  Everything else runs natively, and its
+    result goes through on_load.  (A loop rather than recursion keeps the Python stack short.)"""
+    lookaside = ctx.lookaside
+    while True:
+        if lookaside is not None:
+            replacement = lookaside(fn)
+            if replacement is not None:
+                return replacement(*args, **kwargs) if kwargs else replacement(*args)
+        t = type(fn)
+        if t is _FunctionType:
+            code = fn.__code__
+            flags = code.co_flags
+            # (types.coroutine generators must be real generators with that flag to be awaitable)
+            if (ctx.should_interpret is not None and not ctx.should_interpret(fn)) or flags & _CO_ITERABLE_COROUTINE:
+                return _call_native(ctx, fn, args, kwargs)
+            info = _code_info(code)
+            frame = _Frame(ctx, fn, code, info, _bind_arguments(fn, code, info, args, kwargs))
+            if flags & (_CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR):
+                return _make_generator_like(frame, fn, flags)
+            return _execute(frame)
+        if t is _MethodType:
+            fn, args = fn.__func__, (fn.__self__, *args)
+        elif t is functools.partial:
+            fn, args, kwargs = fn.func, (*fn.args, *args), ({**fn.keywords, **kwargs} if kwargs else fn.keywords)
+        elif t is staticmethod:
+            fn = fn.__func__
+        else:
+            special = _INTERNAL_LOOKASIDES.get(id(fn))
+            if special is not None and special[0] is fn:
+                return special[1](ctx, args, kwargs)
+            if t in _NATIVE_CALLABLE_TYPES:
+                return _call_native(ctx, fn, args, kwargs)
+            call = _lookup_special(t, "__call__")
+            if type(call) is _FunctionType:
+                fn, args = call, (fn, *args)
+            elif call is _TYPE_CALL:
+                return _construct(ctx, fn, args, kwargs)
+            else:
+                return _call_native(ctx, fn, args, kwargs)
 
 
 def _call_native(ctx, fn, args, kwargs):
@@ -675,20 +690,6 @@ def _call_native(ctx, fn, args, kwargs):
     if ctx.on_load is not None:
         result = ctx.on_load(result, Origin("call", fn, None))
     return result
-
-
-def _call_function(ctx, fn, args, kwargs):
-    """Interprets a call of the Python function ``fn``."""
-    code = fn.__code__
-    flags = code.co_flags
-    if flags & _CO_ITERABLE_COROUTINE:
-        # types.coroutine generators must be real generators with that code flag to be awaitable
-        return _call_native(ctx, fn, args, kwargs)
-    info = _code_info(code)
-    frame = _Frame(ctx, fn, code, info, _bind_arguments(fn, code, info, args, kwargs))
-    if flags & (_CO_GENERATOR | _CO_COROUTINE | _CO_ASYNC_GENERATOR):
-        return _make_generator_like(frame, fn, flags)
-    return _execute(frame)
 
 
 def _construct(ctx, cls, args, kwargs):
@@ -878,50 +879,45 @@ _INTERNAL_LOOKASIDES = {id(fn): (fn, lookaside) for fn, lookaside in [
 # =================================================================================================
 
 def _execute(frame):
-    """Runs ``frame`` until it returns or yields; returns the value."""
+    """Runs ``frame`` until it returns or yields; returns the value.  This is the instruction
+    loop; exceptions are routed outside the ``except`` clause, so that the interpreter itself is
+    not "handling" them while the program's handler runs."""
     state = _state
-    frames = state.frames
-    frames.append(frame)
-    if frame.is_generator:
-        chain = state.exc_chain
-        chain.append(frame.gen_exc)
-        try:
-            return _run(frame)
-        finally:
-            frame.gen_exc = chain.pop()
-            frames.pop()
-    try:
-        return _run(frame)
-    finally:
-        frames.pop()
-
-
-def _run(frame):
-    """The instruction loop."""
+    state.frames.append(frame)
+    is_generator = frame.is_generator
+    if is_generator:
+        state.exc_chain.append(frame.gen_exc)
     instructions = frame.info.instructions
     exc = frame.pending_exception
     frame.pending_exception = None
-    while True:
-        if exc is None:
-            try:
-                while True:
-                    handler, arg = instructions[frame.ip]
-                    frame.ip += 1
-                    if handler(frame, arg):
-                        return frame.result
-            except BaseException as e:
-                exc = e
-        # (outside the except clause, so the interpreter itself is not "handling" exc)
-        if not _route_exception(frame, exc):
-            raise exc
-        exc = None
+    try:
+        while True:
+            if exc is None:
+                try:
+                    while True:
+                        handler, arg = instructions[frame.ip]
+                        frame.ip += 1
+                        if handler(frame, arg):
+                            return frame.result
+                except BaseException as e:
+                    exc = e
+            if not _route_exception(frame, exc):
+                raise exc
+            exc = None
+    finally:
+        if is_generator:
+            frame.gen_exc = state.exc_chain.pop()
+        state.frames.pop()
 
 
 def _route_exception(frame, exc) -> bool:
     """Sends ``exc``, raised by the instruction before ``frame.ip``, to its handler in ``frame``.
     Returns False when the frame has no handler for it (it then propagates to the caller)."""
     if getattr(exc, "thunder_user_frames", None) is None:
-        exc.thunder_user_frames = current_user_frames()
+        try:
+            exc.thunder_user_frames = current_user_frames()
+        except (AttributeError, TypeError):  # an exception type that refuses new attributes
+            pass
     if isinstance(exc, AcquisitionError):
         return False
     if exc.__context__ is None:
@@ -2919,7 +2915,10 @@ def interpret(fn, args=(), kwargs=None, hooks: InterpreterHooks | None = None):
         return _call(ctx, fn, tuple(args), dict(kwargs) if kwargs else None)
     except BaseException as exc:
         _attach_user_stack(exc)
-        raise exc.with_traceback(_without_interpreter_frames(exc.__traceback__))
+        exc.__traceback__ = _without_interpreter_frames(exc.__traceback__)
+        if _BARE_RAISE_USES_EXCEPTION_TRACEBACK:
+            raise
+        raise exc  # (adds this frame to the traceback)
     finally:
         chain.pop()
 
@@ -2943,7 +2942,7 @@ def _attach_user_stack(exc) -> None:
     exc.__thunder_frames__ = text
     if hasattr(exc, "add_note"):
         exc.add_note(text)
-    elif len(exc.args) == 1 and isinstance(exc.args[0], str):
+    elif len(exc.args) == 1 and isinstance(exc.args[0], str) and type(exc).__str__ is BaseException.__str__:
         exc.args = (f"{exc.args[0]}\n{text}",)
 
 

@@ -125,6 +125,14 @@ class PrologueBuilder:
         if id(obj) not in self._nodes:
             self._nodes[id(obj)] = _Node(obj, location[0], location[1], hint=hint)
 
+    def know_closure(self, fn, location) -> None:
+        """Locates the closure cells of a located function. Only such cells are guarded: cells of
+        closures the program creates while it runs are new objects on every call."""
+        if isinstance(fn, types.FunctionType) and fn.__closure__:
+            self.know(fn, location)
+            for i, cell in enumerate(fn.__closure__):
+                self.know(cell, (id(fn), f".__closure__[{i}]"))
+
     def location_of(self, obj):
         node = self._nodes.get(id(obj))
         return None if node is None else (id(obj), "")
@@ -138,7 +146,7 @@ class PrologueBuilder:
         accessor = _accessor(origin.kind, origin.key)
         if accessor is None:
             return None
-        if origin.kind in ("global", "cell"):
+        if origin.kind == "global":
             return (self.constant(origin.base), accessor)
         if id(origin.base) in self._nodes:
             return (id(origin.base), accessor)
@@ -157,6 +165,7 @@ class PrologueBuilder:
                 value.__self__ is None or isinstance(value.__self__, types.ModuleType)):
             # functions (not bound methods, which are new objects on every access)
             self.lines.append(f"if {self.expr(location)} is not {self.constant(value)}: return None")
+            self.know_closure(value, location)
         else:
             self.know(value, location)
             if isinstance(value, (dict, list, tuple)):

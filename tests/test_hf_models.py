@@ -1,0 +1,86 @@
+"""Hugging Face models from tiny configs (random weights, no downloads): forward matches eager,
+a new sequence length re-traces and stays correct, padding masks work."""
+
+import pytest
+import torch
+
+import thunder
+
+transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (nox installs it)")
+
+COMMON = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, vocab_size=256,
+              max_position_embeddings=128)
+
+CAUSAL_LMS = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", dict(COMMON, num_key_value_heads=2)),
+    "mistral": ("MistralConfig", "MistralForCausalLM", dict(COMMON, num_key_value_heads=2)),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", dict(COMMON, num_key_value_heads=2)),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", dict(COMMON, num_key_value_heads=2, pad_token_id=0)),
+    "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(COMMON, num_key_value_heads=2, head_dim=16)),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=64, n_layer=2, n_head=4, vocab_size=256, n_positions=128)),
+    "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(COMMON)),
+}
+
+
+def _build(config_name, model_name, kwargs):
+    torch.manual_seed(0)
+    config = getattr(transformers, config_name)(**kwargs)
+    return getattr(transformers, model_name)(config).eval()
+
+
+def _check(model, compiled, **inputs):
+    with torch.no_grad():
+        expected = model(**inputs)
+        actual = compiled(**inputs)
+    key = "logits" if "logits" in expected else "last_hidden_state"
+    torch.testing.assert_close(actual[key], expected[key], atol=1e-4, rtol=1e-4)
+    assert type(actual) is type(expected)
+
+
+@pytest.mark.parametrize("name", sorted(CAUSAL_LMS))
+def test_causal_lm_forward_and_new_sequence_length(name):
+    model = _build(*CAUSAL_LMS[name])
+    tm = thunder.compile(model)
+    ids = torch.randint(0, 256, (2, 12))
+    _check(model, tm, input_ids=ids)
+    _check(model, tm, input_ids=ids)
+    misses = thunder.cache_misses(tm)
+    assert thunder.cache_hits(tm) >= 1
+    _check(model, tm, input_ids=torch.randint(0, 256, (2, 17)))
+    assert thunder.cache_misses(tm) == misses + 1
+
+
+def test_llama_with_padding_mask_and_labels():
+    model = _build(*CAUSAL_LMS["llama"])
+    tm = thunder.compile(model)
+    ids = torch.randint(0, 256, (2, 10))
+    mask = torch.ones(2, 10, dtype=torch.long)
+    mask[0, :3] = 0  # left padding
+    with torch.no_grad():
+        expected = model(input_ids=ids, attention_mask=mask, labels=ids)
+        actual = tm(input_ids=ids, attention_mask=mask, labels=ids)
+    torch.testing.assert_close(actual.logits, expected.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(actual.loss, expected.loss, atol=1e-4, rtol=1e-4)
+
+
+def test_bert():
+    model = _build("BertConfig", "BertModel", dict(COMMON))
+    tm = thunder.compile(model)
+    ids = torch.randint(0, 256, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, 6:] = 0
+    _check(model, tm, input_ids=ids, attention_mask=mask)
+
+
+def test_t5():
+    model = _build("T5Config", "T5ForConditionalGeneration",
+                   dict(d_model=64, d_ff=128, num_layers=2, num_heads=4, vocab_size=256, d_kv=16))
+    tm = thunder.compile(model)
+    _check(model, tm, input_ids=torch.randint(0, 256, (2, 12)), decoder_input_ids=torch.randint(0, 256, (2, 5)))
+
+
+def test_vit():
+    model = _build("ViTConfig", "ViTModel", dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                 num_attention_heads=4, image_size=32, patch_size=8))
+    tm = thunder.compile(model)
+    _check(model, tm, pixel_values=torch.randn(2, 3, 32, 32))
