@@ -16,9 +16,8 @@ import argparse
 import statistics
 import time
 
-import torch
-
 import thunder
+import torch
 
 LLAMA_3_2_1B = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                     num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=4096,

@@ -11,10 +11,9 @@ import argparse
 import statistics
 import time
 
+import thunder
 import torch
 from torch import nn
-
-import thunder
 
 
 def elementwise(x, y):

@@ -9,11 +9,10 @@ the MLP (the Python program that actually ran) and a timing table against eager.
 import statistics
 import time
 
+import thunder
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-import thunder
 
 
 class Block(nn.Module):

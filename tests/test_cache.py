@@ -1,10 +1,9 @@
 """The prologue is the cache key: hits, misses, and no stale results."""
 
 import pytest
+import thunder
 import torch
 from torch import nn
-
-import thunder
 
 SCALE = 2.0
 

@@ -1,9 +1,8 @@
 """Bad input gets a clear error naming the cause and the user's line."""
 
 import pytest
-import torch
-
 import thunder
+import torch
 
 
 def test_data_dependent_op_names_the_op_and_the_line():

@@ -2,9 +2,8 @@
 a new sequence length re-traces and stays correct, padding masks work."""
 
 import pytest
-import torch
-
 import thunder
+import torch
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test dependency (nox installs it)")
 

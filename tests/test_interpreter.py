@@ -358,7 +358,7 @@ def closures(n):
         v = 1
 
         def read():
-            return v
+            return v  # noqa: F821
         del v
         try:
             return read()
@@ -545,7 +545,7 @@ def exceptions():
         {}["missing"]
     except KeyError as e:
         try:
-            raise RuntimeError("during") 
+            raise RuntimeError("during")
         except RuntimeError as e2:
             log.append(repr(e2.__context__))
         log.append(repr(e))
@@ -710,11 +710,11 @@ def generator_throw_unhandled():
 
 
 def imports():
-    import os.path
     import collections.abc as cabc
+    import os.path
     from functools import reduce as red
-    from os import path, sep
     from json import decoder
+    from os import path, sep
     return (os.path.join("a", "b"), cabc.Mapping.__name__, red(operator.add, [1, 2, 3]), path.basename("/x/y"),
             sep, decoder.__name__)
 
@@ -1017,7 +1017,8 @@ big = _ns["big"]
 def lambdas():
     f = lambda x, *, k=2: x * k  # noqa: E731
     g = lambda *a: sum(a)  # noqa: E731
-    return f(3), f(3, k=4), g(1, 2, 3), (lambda: (yield 1))().__next__(), sorted([(1, "b"), (0, "a")], key=lambda p: p[1])
+    return (f(3), f(3, k=4), g(1, 2, 3), (lambda: (yield 1))().__next__(),
+            sorted([(1, "b"), (0, "a")], key=lambda p: p[1]))
 
 
 def native_errors_caught(d):
@@ -1046,6 +1047,228 @@ def chained_exception_context():
             {}["k"]
     except KeyError as e:
         return type(e.__context__).__name__
+
+
+def generator_cleanup_and_exc_info():
+    log = []
+
+    def gen():
+        with contextlib.ExitStack() as stack:
+            stack.callback(log.append, "callback")
+            try:
+                yield 1
+                yield 2
+            finally:
+                log.append("finally")
+
+    g = gen()
+    next(g)
+    g.close()
+
+    def gen2():
+        try:
+            return (yield 1)
+        finally:
+            log.append(sys.exc_info()[0])
+
+    g = gen2()
+    next(g)
+    try:
+        g.send(42)
+    except StopIteration as e:
+        log.append(e.value)
+    return log
+
+
+def exc_info_in_finally():
+    log = []
+    try:
+        try:
+            raise ValueError("a")
+        finally:
+            log.append(repr(sys.exc_info()[1]))
+    except ValueError:
+        log.append(repr(sys.exc_info()[1]))
+    log.append(sys.exc_info())
+    return log
+
+
+def exit_raising():
+    class Bad:
+        def __enter__(self):
+            return 1
+
+        def __exit__(self, *exc):
+            raise KeyError("from exit")
+
+    try:
+        with Bad():
+            raise ValueError("body")
+    except KeyError as e:
+        return repr(e), repr(e.__context__)
+
+
+def keyword_edge_cases():
+    def f(**kw):
+        return kw
+
+    try:
+        f(**{1: 2})
+    except TypeError as e:
+        message = str(e)
+
+    def g(a, /, **kw):
+        return a, kw
+    return message, g(1, a=2)
+
+
+def continue_in_finally():
+    out = []
+    for i in range(4):
+        try:
+            try:
+                if i % 2:
+                    raise ValueError(i)
+            finally:
+                if i == 3:
+                    continue  # noqa: B012
+            out.append(("ok", i))
+        except ValueError as e:
+            out.append(("err", e.args))
+    return out
+
+
+def class_scopes():
+    x = 10
+
+    class K:
+        x = 5
+        y = [x for _ in range(2)]
+
+        def m(self):
+            return x
+    return K.y, K().m()
+
+
+def async_without_event_loop():
+    async def inner():
+        await asyncio.sleep(0)
+        raise KeyError("async")
+
+    async def outer():
+        try:
+            await inner()
+        except KeyError as e:
+            return "caught " + repr(e)
+
+    c = outer()
+    try:
+        c.send(None)
+        c.send(None)
+    except StopIteration as e:
+        return e.value
+
+
+def generator_raising_on_close():
+    def g():
+        try:
+            yield 1
+        except GeneratorExit:
+            raise ValueError("in close")
+
+    x = g()
+    next(x)
+    try:
+        x.close()
+    except ValueError as e:
+        return repr(e)
+
+
+def class_decorators_and_slots():
+    seen = []
+
+    def deco(cls):
+        cls.tag = "t"
+        return cls
+
+    @deco
+    class A:
+        __slots__ = ("v",)
+
+        def __init_subclass__(cls):
+            seen.append(cls.__name__)
+
+        def __repr__(self):
+            return "A()"
+
+    class B(A):
+        pass
+
+    b = B()
+    b.v = 1
+    return seen, A.tag, repr(b), b.v
+
+
+def dunder_protocols():
+    class N:
+        def __init__(self, v):
+            self.v = v
+
+        def __add__(self, o):
+            return N(self.v + (o.v if isinstance(o, N) else o))
+
+        __radd__ = __add__
+
+        def __iadd__(self, o):
+            self.v += 100
+            return self
+
+        def __lt__(self, o):
+            return self.v < o.v
+
+        def __bool__(self):
+            return self.v != 0
+
+        def __len__(self):
+            return 3
+
+        def __getitem__(self, i):
+            if i >= 3:
+                raise IndexError
+            return i * self.v
+
+        def __contains__(self, x):
+            return x == 42
+
+    n = 1 + N(1) + 2
+    n += 1
+    a, b, c = N(2)
+    return n.v, N(1) < N(2), bool(N(0)), a, b, c, 42 in N(1), list(N(3)), sorted([N(3), N(1)])[0].v
+
+
+def attribute_fallbacks():
+    class A:
+        @functools.cached_property
+        def c(self):
+            return 1
+
+        @property
+        def p(self):
+            raise AttributeError("inner")
+
+        def __getattr__(self, name):
+            return "ga:" + name
+
+    a = A()
+    return a.c, a.p, a.zz
+
+
+def warnings_and_context_managers():
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.warn("hello", UserWarning)
+    return [str(w.message) for w in caught]
 
 
 PROGRAMS = [
@@ -1121,6 +1344,19 @@ PROGRAMS = [
     (lambdas, ()),
     (native_errors_caught, ({"a": 1},)),
     (chained_exception_context, ()),
+    (generator_cleanup_and_exc_info, ()),
+    (exc_info_in_finally, ()),
+    (exit_raising, ()),
+    (keyword_edge_cases, ()),
+    (continue_in_finally, ()),
+    (class_scopes, ()),
+    (async_without_event_loop, ()),
+    (generator_raising_on_close, ()),
+    (class_decorators_and_slots, ()),
+    (dunder_protocols, ()),
+    (attribute_fallbacks, ()),
+    (warnings_and_context_managers, ()),
+    (recursion, (150,)),
 ]
 
 
@@ -1184,7 +1420,13 @@ def test_pep695_generics():
             class Box[T]:
                 def __init__(self, item: T):
                     self.item = item
-            return first([3, 4]), Box(5).item, [p.__name__ for p in first.__type_params__], Box.__type_params__[0].__name__
+            def bounded[B: int, C: (int, str), *Ts, **P](x: B) -> B:
+                return x
+            type Alias[K] = dict[K, int]
+            return (first([3, 4]), Box(5).item, [p.__name__ for p in first.__type_params__],
+                    Box.__type_params__[0].__name__, [repr(p) for p in bounded.__type_params__],
+                    bounded.__type_params__[0].__bound__, bounded.__type_params__[1].__constraints__,
+                    Alias.__name__, Alias.__value__, Alias.__type_params__[0].__name__)
     """), ns)
     check(ns["generic"])
 

@@ -1,10 +1,9 @@
 """torch-language ops against eager: values, dtypes and gradients."""
 
 import pytest
+import thunder
 import torch
 import torch.nn.functional as F
-
-import thunder
 
 
 def _randn(*shape, dtype=torch.float32, requires_grad=False):

@@ -1,14 +1,13 @@
 """Plugins: entry-point discovery, plugin objects, executors, options, helpful errors."""
 
 import pytest
-import torch
-from torch import nn
-
 import thunder
 import thunder.executors
 import thunder.plugins
+import torch
 from thunder.executors import OperatorExecutor
 from thunder.plugins import hookimpl
+from torch import nn
 
 
 def _block():

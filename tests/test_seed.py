@@ -1,9 +1,8 @@
 """The seed hello world, unchanged, plus its gradients."""
 
+import thunder
 import torch
 from torch import nn
-
-import thunder
 
 
 def test_seed_mlp_matches_eager_and_prints_a_python_program():

@@ -4,7 +4,7 @@
     tm = thunder.compile(model, plugins=["fp8"])
     print(thunder.last_traces(tm)[-1])          # the Python program that ran
 
-The public surface is this module: ``compile``/``jit``, ``last_traces``, ``last_prologue``,
+The public surface is this module: ``compile``/``jit``, ``last_traces``, ``last_backward_traces``, ``last_prologue``,
 ``cache_hits``/``cache_misses``, ``examine``; ``thunder.plugins.available()`` lists plugins.
 """
 
@@ -17,7 +17,7 @@ from thunder.compiled import CompiledFunction, ThunderModule, compile_module
 from thunder.core.errors import DataDependentError, UnsupportedOpError
 from thunder.examine import examine
 
-__all__ = ["compile", "jit", "last_traces", "last_prologue", "cache_hits", "cache_misses",
+__all__ = ["compile", "jit", "last_traces", "last_backward_traces", "last_prologue", "cache_hits", "cache_misses",
            "examine", "UnsupportedOpError", "DataDependentError"]
 __version__ = "0.1.0"
 
@@ -63,6 +63,15 @@ def last_prologue(obj) -> str:
     if entry is None:
         raise RuntimeError("the compiled object has not been called yet")
     return entry.prologue.source
+
+
+def last_backward_traces(obj) -> list:
+    """The backward traces of the most recently run cache entry (empty when it built no backward:
+    no output needed a gradient), from the one autodiff recorded to the executed one."""
+    entry = _compiled(obj).last_entry
+    if entry is None:
+        raise RuntimeError("the compiled object has not been called yet")
+    return entry.backward_traces
 
 
 def cache_hits(obj) -> int:

@@ -25,9 +25,9 @@ from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
 from thunder.executors.claim import claim_operators, fuse_regions
 from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
+from thunder.transforms.autodiff import split_for_training, training_callable
 from thunder.transforms.dce import dce
 from thunder.transforms.deletion import insert_dels
-
 
 CACHE_LIMIT = 64  # entries per compiled callable; the least recently added are dropped
 
@@ -39,6 +39,7 @@ class CacheEntry:
     output_spec: object
     traces: list = field(default_factory=list)
     compile_seconds: float = 0.0
+    backward_traces: list = field(default_factory=list)  # empty unless the entry trains
 
     def run(self, inputs):
         flat = self.computation(*inputs)
@@ -134,10 +135,21 @@ class CompiledFunction:
         traces.append(trace)
         trace = dce(trace)
         traces.append(trace)
-        fn, lowered = self.lower(trace)
-        traces += lowered
+        split = split_for_training(trace)  # None: no gradient needed, or eager autograd's fallback
+        backward_traces = []
+        if split is None:
+            fn, lowered = self.lower(trace)
+            traces += lowered
+        else:
+            traces.append(split.forward)
+            forward_fn, lowered = self.lower(split.forward)
+            traces += lowered
+            backward_fn, backward_lowered = self.lower(split.backward)
+            backward_traces = _dedupe([split.backward, *backward_lowered])
+            fn = training_callable(forward_fn, backward_fn, split.grad_outputs)
         traces = _dedupe(traces)
-        entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start)
+        entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start,
+                           backward_traces)
         return entry, program.inputs
 
     def executors_for(self, trace) -> list[Executor]:

@@ -8,7 +8,6 @@ trace as ``sample.ltorch_gelu``) and that its kernel really runs.
 import math
 
 import torch
-
 from thunder.executors import OperatorExecutor
 from thunder.plugins import hookimpl
 

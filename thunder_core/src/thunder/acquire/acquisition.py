@@ -237,6 +237,7 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
         with tracing(trace):
             result = interpret(fn, pargs, pkwargs, hooks)
     finally:
+        hooks.finished = True
         torch._C._set_grad_enabled(grad_enabled)
     flat_out, out_spec = tree_flatten(result)
     trace.output = tuple(flat_out)

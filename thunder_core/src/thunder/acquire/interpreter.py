@@ -80,6 +80,11 @@ class Origin(NamedTuple):
 class InterpreterHooks:
     """Subclass and override. The default does nothing special."""
 
+    # Set by the owner once the program it interprets is over (a trace is complete): generators
+    # the program left suspended are then dropped when closed (by the garbage collector) instead
+    # of running their ``finally`` blocks, which would run outside that program.
+    finished = False
+
     def lookaside(self, fn) -> Callable | None:
         """Called for EVERY call the interpreted program makes (before deciding how to run it),
         with the callable object. Return a replacement callable that is then called NATIVELY
@@ -556,7 +561,7 @@ def _bind_arguments_slow(fn, code, info, args, kwargs) -> list:
 
     for key, value in (kwargs or {}).items():
         if not isinstance(key, str):
-            raise TypeError(f"{name}() keywords must be strings")
+            raise TypeError("keywords must be strings")
         param = info.keyword_slots.get(key)
         if param is None:
             if extra_kwargs is not None:
@@ -1026,6 +1031,8 @@ def _run_generator(frame):
         try:
             sent = yield value
         except BaseException as exc:  # gen.throw() / gen.close()
+            if isinstance(exc, GeneratorExit) and frame.ctx.hooks.finished:
+                return
             if frame.delegate_ip is None:
                 frame.pending_exception = exc
             else:
@@ -1116,8 +1123,6 @@ def _async_gen_step(agen, mode, value):
     if agen._finished:
         if mode == "close":
             return None
-        if mode == "throw":
-            raise value
         raise StopAsyncIteration
     driver = agen._driver
     try:
@@ -2620,16 +2625,36 @@ def _intrinsic_subscript_generic(frame, params):
     return typing.Generic[tuple(typing.Unpack[p] if isinstance(p, typing.TypeVarTuple) else p for p in params)]
 
 
-def _intrinsic_typing(name):
+def _intrinsic_type_param(name, **options):
+    """A PEP 695 type parameter (their variance is inferred)."""
     def intrinsic(frame, value):
         import typing
-        return getattr(typing, name)(value)
+        return getattr(typing, name)(value, **options)
     return intrinsic
 
 
 def _intrinsic_set_function_type_params(frame, fn, params):
     fn.__type_params__ = params
     return fn
+
+
+# PEP 695 bounds, constraints and alias values are evaluated lazily by CPython; there is no
+# public way to build them lazily, so these evaluate them when the definition runs.
+
+def _intrinsic_typevar_with_bound(frame, name, evaluate_bound):
+    import typing
+    return typing.TypeVar(name, bound=_call(frame.ctx, evaluate_bound, (), None), infer_variance=True)
+
+
+def _intrinsic_typevar_with_constraints(frame, name, evaluate_constraints):
+    import typing
+    return typing.TypeVar(name, *_call(frame.ctx, evaluate_constraints, (), None), infer_variance=True)
+
+
+def _intrinsic_typealias(frame, args):
+    import typing
+    name, type_params, compute_value = args
+    return typing.TypeAliasType(name, _call(frame.ctx, compute_value, (), None), type_params=type_params or ())
 
 
 _INTRINSICS_1 = {
@@ -2639,13 +2664,16 @@ _INTRINSICS_1 = {
     4: lambda frame, value: _AsyncGenValue(value),
     5: lambda frame, value: +value,
     6: lambda frame, value: tuple(value),
-    7: _intrinsic_typing("TypeVar"),
-    8: _intrinsic_typing("ParamSpec"),
-    9: _intrinsic_typing("TypeVarTuple"),
+    7: _intrinsic_type_param("TypeVar", infer_variance=True),
+    8: _intrinsic_type_param("ParamSpec", infer_variance=True),
+    9: _intrinsic_type_param("TypeVarTuple"),
     10: _intrinsic_subscript_generic,
+    11: _intrinsic_typealias,
 }
 _INTRINSICS_2 = {
     1: lambda frame, original, raised: _prep_reraise_star(original, raised),
+    2: _intrinsic_typevar_with_bound,
+    3: _intrinsic_typevar_with_constraints,
     4: _intrinsic_set_function_type_params,
 }
 

@@ -123,6 +123,11 @@ def normal(shape, mean, std, dtype, device):
 
 
 @helper
+def bernoulli(shape, p, dtype, device):
+    return torch.empty(shape, dtype=dtype, device=device).bernoulli_(p)
+
+
+@helper
 def convert_element_type(a, dtype):
     return a.to(dtype)
 
@@ -142,6 +147,8 @@ _PRIM_TO_TORCH = {
 
 def _printed_name(fn) -> tuple[str, str] | None:
     """Where ``fn`` lives under ``torch`` (so the trace can call it by that name), if anywhere."""
+    if isinstance(fn, torch._ops.OpOverload):
+        return f"torch.ops.{fn.namespace}.{fn._opname}", fn._overloadname
     name = getattr(fn, "__name__", None)
     if name is None:
         return None

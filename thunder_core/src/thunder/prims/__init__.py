@@ -303,3 +303,11 @@ def _normal_meta(shape, mean, std, dtype, device):
 
 
 normal = make_prim("normal", _normal_meta, tags=("random",))
+
+
+def _bernoulli_meta(shape, p, dtype, device):
+    """1 with probability ``p``, else 0 (as dropout draws its mask)."""
+    return TensorProxy(shape, dtype, device, False)
+
+
+bernoulli = make_prim("bernoulli", _bernoulli_meta, tags=("random",))

@@ -8,8 +8,10 @@ for a torch callable: the registered symbol if there is one, otherwise an opaque
 
 from __future__ import annotations
 
+import torch
+
 from thunder.core import proxies
-from thunder.torch import creation, elementwise, nn, opaque, reduction, shape  # noqa: F401  (registers)
+from thunder.torch import creation, elementwise, nn, opaque, random, reduction, shape  # noqa: F401  (registers)
 from thunder.torch.opaque import is_inplace, opaque_call
 from thunder.torch.registry import ALL, SYMBOL_TO_TORCH, TORCH_TO_SYMBOL, namespace
 
@@ -20,23 +22,37 @@ def dispatch(fn, args, kwargs):
     """Runs torch callable ``fn`` on proxies: its symbol, or an opaque symbol for it."""
     if is_inplace(fn, kwargs):
         return opaque_call(fn, args, kwargs)
-    target = TORCH_TO_SYMBOL.get(fn)
+    target = _symbol_for(fn)
     if target is None:
         return opaque_call(fn, args, kwargs)
     return target(*args, **kwargs)
 
 
+def _symbol_for(fn):
+    """The symbol (or adapter) registered for ``fn``, also when torch has since wrapped ``fn``
+    (importing torch._dynamo wraps ``torch.manual_seed``, for one)."""
+    target = TORCH_TO_SYMBOL.get(fn)
+    while target is None and hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+        target = TORCH_TO_SYMBOL.get(fn)
+    return target
+
+
 def is_torch_callable(fn) -> bool:
     """Whether ``fn`` is a torch operation that acquisition should dispatch rather than interpret."""
-    if fn in TORCH_TO_SYMBOL:
+    if _symbol_for(fn) is not None or isinstance(fn, (torch._ops.OpOverload, torch._ops.OpOverloadPacket)):
         return True
     module = getattr(fn, "__module__", None) or ""
     qualname = getattr(fn, "__qualname__", "") or ""
-    if module == "torch._C._nn" or module == "torch._C._linalg" or module == "torch._C._special":
+    if module in _TORCH_C_OP_MODULES:
         return True
     if module == "torch" and callable(fn):
         return True  # builtins like torch.cumsum report module "torch"
     return qualname.startswith(("TensorBase.", "Tensor.")) and not module.startswith("torch.nn")
 
+
+# the modules of torch's operator bindings (torch.nn.functional, torch.fft, torch.linalg... call them)
+_TORCH_C_OP_MODULES = {"torch._C._nn", "torch._C._fft", "torch._C._linalg", "torch._C._special",
+                       "torch._C._sparse", "torch._C._nested"}
 
 proxies.TORCH_FUNCTION_HANDLER[0] = dispatch

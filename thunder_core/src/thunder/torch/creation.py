@@ -144,27 +144,3 @@ def type_(a, dtype=None, non_blocking=False):
     if dtype is None:
         raise NotImplementedError("Tensor.type() without a dtype returns a string")
     return to_dtype(a, dtype)
-
-
-# -- random -----------------------------------------------------------------------------------
-
-@torchsymbol(torch.rand)
-def rand(*size, generator=None, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False):
-    return prims.uniform(_size(size), 0.0, 1.0, dtype or torch.get_default_dtype(), _device(device))
-
-
-@torchsymbol(torch.randn)
-def randn(*size, generator=None, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False):
-    return prims.normal(_size(size), 0.0, 1.0, dtype or torch.get_default_dtype(), _device(device))
-
-
-@torchsymbol(torch.rand_like)
-def rand_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
-              memory_format=None):
-    return prims.uniform(tuple(a.shape), 0.0, 1.0, dtype or a.dtype, _device(device, a.device))
-
-
-@torchsymbol(torch.randn_like)
-def randn_like(a, *, dtype=None, layout=None, device=None, pin_memory=False, requires_grad=False,
-               memory_format=None):
-    return prims.normal(tuple(a.shape), 0.0, 1.0, dtype or a.dtype, _device(device, a.device))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from thunder import prims
 from thunder.core.proxies import pyval
 from thunder.torch.creation import ones
-from thunder.torch.elementwise import add, div, exp, ge, log, mul, ne, neg, rsqrt, sub, where
+from thunder.torch.elementwise import add, div, exp, log, mul, ne, neg, rsqrt, sub, where
 from thunder.torch.promotion import computation_dtype, to_dtype
 from thunder.torch.reduction import amax, mean, sum, var
 from thunder.torch.registry import adapts, tensor_method, torchsymbol
@@ -180,8 +180,9 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
         return input
     if p == 1:
         return mul(input, 0)
-    keep = ge(prims.uniform(tuple(input.shape), 0.0, 1.0, input.dtype, input.device), p)
-    return mul(where(keep, input, 0), 1.0 / (1.0 - p))
+    # as eager on CPU: a Bernoulli(1 - p) mask scaled by 1 / (1 - p), then multiplied in
+    keep = prims.bernoulli(tuple(input.shape), 1.0 - p, input.dtype, input.device)
+    return mul(input, div(keep, 1.0 - p))
 
 
 # -- attention --------------------------------------------------------------------------------

@@ -2,19 +2,20 @@
 
 Calling an unknown torch callable on proxies records a symbol named after it (``torch.cumsum``
 is ``opaque.cumsum`` in the acquired trace, ``torch.cumsum`` once the torch executor claims it)
-whose outputs' metadata come from running the callable on fake tensors (shapes, dtypes and devices exactly as torch computes them,
-no data). The torch executor runs it by calling the torch callable itself, and torch's autograd
-differentiates it. Operations whose output shape depends on tensor values (``nonzero``, boolean
-masking, ``.item()``) cannot be traced and raise ``UnsupportedOpError`` naming the operation.
+whose outputs' metadata come from running the callable on fake tensors (shapes, dtypes and
+devices exactly as torch computes them, no data). The torch executor runs it by calling the
+torch callable itself, and torch's autograd differentiates it. Operations whose output shape
+depends on tensor values (``nonzero``, boolean masking, ``.item()``) cannot be traced and raise
+``DataDependentError`` naming the operation.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 
 import torch
-from torch._subclasses.fake_tensor import (DataDependentOutputException, DynamicOutputShapeException,
-                                           FakeTensorMode)
+from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException, FakeTensorMode
 from torch.utils._pytree import tree_flatten, tree_map
 
 from thunder.core.errors import DataDependentError, UnsupportedOpError
@@ -38,8 +39,15 @@ def _fake_mode() -> FakeTensorMode:
 
 
 def callable_name(fn) -> str:
-    """A readable dotted name for a torch callable: ``torch.cumsum``, ``Tensor.index_put_``."""
+    """A readable dotted name for a torch callable: ``torch.cumsum``, ``Tensor.index_put_``,
+    ``torch.ops.aten.slice.Tensor``."""
+    if isinstance(fn, torch._ops.OpOverload):
+        return f"torch.ops.{fn.namespace}.{fn._opname}.{fn._overloadname}"
+    if isinstance(fn, torch._ops.OpOverloadPacket):
+        return f"torch.ops.{fn._qualified_op_name.replace('::', '.')}"
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
+    if "<locals>" in qualname:  # made by a factory (torch.nn.functional.max_pool2d): use its name
+        qualname = getattr(fn, "__name__", qualname)
     module = getattr(fn, "__module__", None) or ""
     qualname = qualname.removeprefix("_VariableFunctionsClass.")  # torch.nonzero and friends
     if qualname.startswith("TensorBase."):
@@ -52,7 +60,13 @@ def callable_name(fn) -> str:
 
 
 def _symbol_name(fn) -> str:
-    return callable_name(fn).removeprefix("torch.").replace(".", "_")
+    """A Python identifier naming ``fn``, unique among opaque symbols."""
+    base = re.sub(r"\W", "_", callable_name(fn).removeprefix("torch."))
+    name, n = base, 0
+    while hasattr(namespace, name):
+        n += 1
+        name = f"{base}_{n}"
+    return name
 
 
 def is_inplace(fn, kwargs) -> bool:

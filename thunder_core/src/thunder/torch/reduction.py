@@ -8,8 +8,7 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import TensorProxy, pyval
-from thunder.torch.elementwise import (abs, add, div, exp, isinf, log, maximum, minimum, mul, ne, pow,
-                                      sqrt, sub, where)
+from thunder.torch.elementwise import abs, add, div, exp, isinf, log, maximum, minimum, mul, ne, pow, sqrt, sub, where
 from thunder.torch.promotion import computation_dtype, to_dtype
 from thunder.torch.registry import tensor_method, torchsymbol
 from thunder.torch.shape import canonical_dim, reshape, unsqueeze

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from thunder.core.proxies import TENSOR_METHODS
+from thunder.core.proxies import TENSOR_METHODS, TensorProxy
 from thunder.core.symbol import Symbol
 
 ALL: dict[str, Symbol] = {}
@@ -67,6 +67,18 @@ def method_only(*names):
     def decorator(fn):
         for n in names:
             TENSOR_METHODS[n] = fn
+        return fn
+
+    return decorator
+
+
+def tensor_property(*names):
+    """Registers the decorated function of one tensor as read-only proxy attributes
+    (``Tensor.T``, ``Tensor.mH``): properties, since Python code reads them without calling."""
+
+    def decorator(fn):
+        for n in names:
+            setattr(TensorProxy, n, property(fn))
         return fn
 
     return decorator

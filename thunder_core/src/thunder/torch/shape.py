@@ -13,7 +13,7 @@ import operator
 import torch
 
 from thunder import prims
-from thunder.core.proxies import NumberProxy, TensorProxy, pyval
+from thunder.core.proxies import NumberProxy, pyval
 from thunder.torch.creation import arange
 from thunder.torch.elementwise import ge, le, sub, where
 from thunder.torch.opaque import opaque_call

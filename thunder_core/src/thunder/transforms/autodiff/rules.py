@@ -191,7 +191,8 @@ def _div(ctx, a, b):
 
 @vjp("prims.pow")
 def _pow(ctx, a, b):
-    ga = mul(ctx.g, mul(b, L["pow"](a, sub(b, 1)))) if _t(a) else None
+    b_minus_1 = sub(b, 1) if _t(b) else pyval(b) - 1
+    ga = mul(ctx.g, mul(b, L["pow"](a, b_minus_1))) if _t(a) else None
     # d/db a**b = a**b log a, taken as 0 where a == 0 (as eager does)
     gb = mul(ctx.g, where(eq(a, 0), 0.0, mul(ctx.out, log(a)))) if _t(b) else None
     return ga, gb

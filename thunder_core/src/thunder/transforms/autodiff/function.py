@@ -1,0 +1,58 @@
+"""Joins a compiled forward/backward pair to torch.autograd through one ``autograd.Function``.
+
+``training_callable(forward_fn, backward_fn, split)`` returns a callable with the computation's
+signature (its inputs in, its flat outputs out). Calling it runs the forward trace inside
+``ThunderFunction.forward`` (grad mode off there: the forward trace computes values, not a torch
+graph); tensor residuals are kept with ``ctx.save_for_backward`` (so torch frees them after a
+backward that does not retain the graph, and checks they were not modified in place), other
+residuals (numbers, graph handles of opaque operations) on ``ctx``. Integer and bool outputs are
+marked non-differentiable. ``loss.backward()`` / ``torch.autograd.grad`` then run the backward
+trace, and torch accumulates the returned gradients into ``.grad`` exactly as for eager ops.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.autograd.function import once_differentiable
+
+_TENSOR = object()  # marks a residual slot kept by save_for_backward
+
+
+class _Region:
+    """What the autograd.Function needs from one compiled cache entry."""
+
+    __slots__ = ("forward", "backward", "grad_outputs")
+
+    def __init__(self, forward, backward, grad_outputs):
+        self.forward = forward
+        self.backward = backward
+        self.grad_outputs = grad_outputs
+
+
+class ThunderFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, region: _Region, *inputs):
+        outputs, residuals = region.forward(*inputs)
+        ctx.region = region
+        ctx.save_for_backward(*(r for r in residuals if isinstance(r, torch.Tensor)))
+        ctx.others = [_TENSOR if isinstance(r, torch.Tensor) else r for r in residuals]
+        ctx.mark_non_differentiable(*(o for o in outputs if isinstance(o, torch.Tensor)
+                                      and not (o.is_floating_point() or o.is_complex())))
+        return tuple(outputs)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        saved = iter(ctx.saved_tensors)
+        residuals = [next(saved) if r is _TENSOR else r for r in ctx.others]
+        cotangents = [grads[i] for i in ctx.region.grad_outputs]
+        return (None, *ctx.region.backward(*residuals, *cotangents))
+
+
+def training_callable(forward_fn, backward_fn, grad_outputs):
+    region = _Region(forward_fn, backward_fn, list(grad_outputs))
+
+    def computation(*inputs):
+        return ThunderFunction.apply(region, *inputs)
+
+    return computation

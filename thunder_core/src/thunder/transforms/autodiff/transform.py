@@ -1,0 +1,235 @@
+"""Reverse-mode autodiff on traces: splits a computation into a forward and a backward trace.
+
+``split_forward_backward(trace)`` returns
+
+- the *forward* trace: the computation, with every symbol that needs a gradient written at the
+  level where a VJP rule applies (a symbol without a rule is replaced by its decomposition, down to
+  primitives; an opaque torch operation is run through torch's autograd, see ``opaque``), returning
+  ``(outputs, residuals)``;
+- the *backward* trace: takes the residuals and one gradient per differentiable output and returns
+  one gradient per input of the computation (None where an input needs none).
+
+The backward trace is recorded by running the VJP rules (``rules``) in reverse order over the
+forward trace on proxies. Rules refer to forward values (a symbol's inputs and outputs); whatever
+forward values the recorded backward reads are the residuals, so the forward saves exactly what
+the backward uses. Random values are never recomputed, so dropout's mask is a residual: forward
+and backward see the same mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils._pytree import tree_flatten, tree_map
+
+from thunder import prims
+from thunder.core.proxies import Proxy, TensorProxy
+from thunder.core.symbol import BoundSymbol
+from thunder.core.trace import Trace, tracing
+from thunder.torch.promotion import to_dtype
+from thunder.torch.registry import SYMBOL_TO_TORCH
+from thunder.transforms.autodiff import opaque
+from thunder.transforms.autodiff.rules import bind, rule_for
+from thunder.transforms.dce import dce
+
+# opaque torch operations through which no gradient flows
+_NON_DIFFERENTIABLE = {torch.Tensor.detach, torch.detach, torch._C._set_grad_enabled}
+
+
+@dataclass
+class ForwardBackward:
+    forward: Trace
+    backward: Trace
+    residuals: list          # forward values the backward reads, in the backward's argument order
+    grad_outputs: list[int]  # positions of the computation's outputs that receive a gradient
+
+
+class NotDifferentiable(Exception):
+    """The trace cannot be split (an in-place operation on a value that needs a gradient)."""
+
+
+def needs_grad(trace: Trace) -> bool:
+    """Whether running ``trace`` should build a backward: some output needs a gradient."""
+    return any(isinstance(o, TensorProxy) and o.requires_grad for o in tree_flatten(trace.output)[0])
+
+
+def _torch_callable(bsym):
+    return SYMBOL_TO_TORCH.get(bsym.sym.id) if "opaque" in bsym.sym.tags else None
+
+
+def _outputs_need_grad(bsym) -> bool:
+    return any(isinstance(o, TensorProxy) and o.requires_grad for o in bsym.flat_proxy_outputs())
+
+
+def _is_identity(bsym) -> bool:
+    """A torch-language symbol that returns its input (``contiguous``, a no-op ``to``)."""
+    inputs = {id(p) for p in bsym.flat_proxy_args()}
+    return bool(inputs) and all(id(o) in inputs for o in bsym.flat_proxy_outputs())
+
+
+def _is_inplace(bsym) -> bool:
+    outputs = bsym.flat_proxy_outputs()
+    inputs = {id(p) for p in bsym.flat_proxy_args()}
+    return not outputs or any(id(o) in inputs for o in outputs)
+
+
+class _Expander:
+    """Writes each symbol that needs a gradient at the level where a rule applies."""
+
+    def __init__(self):
+        self.bsyms: list[BoundSymbol] = []
+        self.graphs: dict[int, tuple] = {}  # id(forward bsym) -> (opaque bsym, graph proxy, grad inputs)
+
+    def add(self, bsym: BoundSymbol, source=None) -> None:
+        if source is not None and bsym.source is None:
+            bsym.source = source
+        fn = _torch_callable(bsym)
+        if fn is torch._C._set_grad_enabled:
+            return  # autodiff already knows what needs a gradient; the forward runs without grad
+        if "opaque" in bsym.sym.tags and _is_inplace(bsym):
+            if any(isinstance(p, TensorProxy) and p.requires_grad for p in bsym.flat_proxy_args()):
+                raise NotDifferentiable(f"in-place {bsym.sym.id} on a value that needs a gradient")
+            self.bsyms.append(bsym)  # e.g. a buffer update: runs as is
+            return
+        if not _outputs_need_grad(bsym) or _is_identity(bsym) or fn in _NON_DIFFERENTIABLE:
+            self.bsyms.append(bsym)
+            return
+        if rule_for(bsym) is not None:
+            self.bsyms.append(bsym)
+        elif bsym.subsymbols:
+            for sub in bsym.subsymbols:
+                self.add(sub, bsym.source)
+        elif fn is not None:
+            forward, graph, inputs = opaque.forward_with_graph(bsym)
+            self.graphs[id(forward)] = (bsym, graph, inputs)
+            self.bsyms.append(forward)
+        else:
+            raise NotImplementedError(f"no VJP rule for {bsym.sym.id}")
+
+
+class _Ctx:
+    """What a rule sees: the symbol's output and the gradient arriving at it."""
+
+    __slots__ = ("out", "g")
+
+    def __init__(self, out, g):
+        self.out = out
+        self.g = g
+
+
+class _Gradients:
+    """The gradient of each forward value, summed over its uses, while the backward is recorded."""
+
+    def __init__(self):
+        self.by_name: dict[str, TensorProxy] = {}
+
+    def get(self, p):
+        return self.by_name.get(p.name)
+
+    def add(self, p, g) -> None:
+        if g is None or not (isinstance(p, TensorProxy) and p.requires_grad):
+            return
+        if tuple(g.shape) != tuple(p.shape):
+            raise AssertionError(f"gradient of {p.name} has shape {list(g.shape)}, expected {list(p.shape)}")
+        g = to_dtype(g, p.dtype)
+        current = self.by_name.get(p.name)
+        self.by_name[p.name] = g if current is None else current + g
+
+
+def _zeros_like(p):
+    return prims.full(tuple(p.shape), 0, p.dtype, p.device)
+
+
+def split_forward_backward(trace: Trace) -> ForwardBackward:
+    """The forward and backward traces of ``trace`` (see the module docstring)."""
+    expander = _Expander()
+    with tracing(trace):  # names for the graph handles of opaque operations
+        for bsym in trace.bound_symbols:
+            expander.add(bsym)
+
+    backward = Trace("backward", names=set(trace._names))
+    backward._counters = dict(trace._counters)
+    backward.stage = "backward"
+    grads = _Gradients()
+    outputs = list(trace.output) if isinstance(trace.output, (tuple, list)) else [trace.output]
+    grad_outputs = [i for i, o in enumerate(outputs) if isinstance(o, TensorProxy) and o.requires_grad]
+    current = [None]
+    backward.source_provider = lambda: current[0].source if current[0] is not None else None
+
+    with tracing(backward), torch.no_grad():
+        cotangents = [TensorProxy(outputs[i].shape, outputs[i].dtype, outputs[i].device,
+                                  name=backward.make_name("g")) for i in grad_outputs]
+        for i, g in zip(grad_outputs, cotangents):
+            grads.add(outputs[i], g)
+        for bsym in reversed(expander.bsyms):
+            current[0] = bsym
+            _record_vjp(bsym, grads, expander)
+        current[0] = None
+        backward.args = []
+        backward.output = tuple(grads.get(a) if isinstance(a, TensorProxy) and a.requires_grad else None
+                                for a in trace.args)
+
+    # symbols returning their input (a reshape to the same shape) compute nothing
+    backward = dce(backward.derive("backward", [b for b in backward.bound_symbols if not _is_identity(b)]))
+    produced = {g.name for g in cotangents}
+    residuals: dict[str, Proxy] = {}
+    for b in backward.bound_symbols:
+        for p in b.flat_proxy_args():
+            if p.name not in produced:
+                residuals.setdefault(p.name, p)
+        produced.update(p.name for p in b.flat_proxy_outputs())
+    for p in tree_flatten(backward.output)[0]:
+        if isinstance(p, Proxy) and p.name not in produced:
+            residuals.setdefault(p.name, p)
+    residuals = list(residuals.values())
+    backward.args = residuals + cotangents
+    backward.stage = "backward"
+
+    forward = trace.derive("forward: outputs and saved residuals", expander.bsyms)
+    forward.output = (tuple(outputs), tuple(residuals))
+    return ForwardBackward(forward, backward, residuals, grad_outputs)
+
+
+def _record_vjp(bsym: BoundSymbol, grads: _Gradients, expander: _Expander) -> None:
+    """Records the backward of one forward bound symbol, given the gradients of its outputs."""
+    outs = [o for o in bsym.flat_proxy_outputs() if isinstance(o, TensorProxy)]
+    if not any(grads.get(o) is not None for o in outs):
+        return
+    graph = expander.graphs.get(id(bsym))
+    if graph is not None:
+        original, handle, inputs = graph
+        diff_outs = opaque.differentiable_outputs(original)
+        cot = [grads.get(o) if grads.get(o) is not None else _zeros_like(o) for o in diff_outs]
+        for p, g in zip(inputs, opaque.record_vjp(original, handle, cot, inputs)):
+            grads.add(p, g)
+        return
+    rule = rule_for(bsym)
+    if rule is None:
+        return  # a symbol through which no gradient flows (detach)
+    g = tree_map(lambda o: (grads.get(o) if grads.get(o) is not None else _zeros_like(o))
+                 if isinstance(o, TensorProxy) else None, bsym.output)
+    args, kwargs = bind(bsym)
+    input_grads = rule(_Ctx(bsym.output, g), *args, **kwargs)
+    for arg, g_arg in zip(args, input_grads):
+        if isinstance(arg, (list, tuple)) and isinstance(g_arg, (list, tuple)):
+            for a, ga in zip(arg, g_arg):
+                grads.add(a, ga)
+        else:
+            grads.add(arg, g_arg)
+
+
+def split_for_training(trace: Trace) -> ForwardBackward | None:
+    """What a compiled call runs: None when no output needs a gradient (inference: no backward is
+    built) or when the trace modifies in place a value that needs a gradient (then torch's eager
+    autograd records the trace's torch operations, as before autodiff existed); otherwise the
+    forward/backward split with cheap intermediates rematerialized in the backward."""
+    from thunder.transforms.rematerialization import rematerialize
+
+    if not torch.is_grad_enabled() or not needs_grad(trace):
+        return None
+    try:
+        split = split_forward_backward(trace)
+    except NotDifferentiable:
+        return None
+    return rematerialize(split)
