@@ -1,0 +1,203 @@
+"""The FP8 linear's math, written once for two namespaces of operations.
+
+Every function takes ``T``: either ``EAGER`` (torch functions on real tensors, used by the eager
+``autograd.Function`` and as the reference for what the traced version must compute) or the
+torch-language namespace of ``thunder_fp8.ops`` (symbols recorded into traces). Writing the
+quantization as ordinary elementwise/reduction ops is what lets Thunder's fusion executor fuse the
+amax, scale and cast into the neighbouring regions; only the matmul is an FP8-specific symbol.
+
+Scaling conventions (those of ``torch._scaled_mm``): a tensor ``t`` is stored as
+``q = fp8(clamp(t * s, -max, max))`` with ``s = max / amax``, and the matmul receives the
+*dequantization* scale ``1 / s``, so ``q * (1 / s)`` approximates ``t``.
+
+Recipes:
+  ``tensorwise``  dynamic per-tensor scaling: one scale per tensor from its current amax.
+  ``delayed``     per-tensor scaling from an amax history (state kept in a module buffer): the scale
+                  uses the max of the last ``H`` amaxes; the current amax is then pushed into it.
+  ``rowwise``     one scale per row of the left operand and per column of the right operand of each
+                  matmul, always taken along the contraction dimension (so outliers stay local).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+E4M3 = torch.float8_e4m3fn
+E5M2 = torch.float8_e5m2
+FP8_MAX = {E4M3: float(torch.finfo(E4M3).max), E5M2: float(torch.finfo(E5M2).max)}
+AMAX_EPS = 1e-12  # keeps all-zero tensors (fresh gradients, zero-initialised weights) finite
+RECIPES = ("tensorwise", "delayed", "rowwise")
+
+# history rows of the ``fp8_amax_history`` buffer of a delayed-scaling layer
+ROW_INPUT, ROW_WEIGHT, ROW_GRAD = 0, 1, 2
+
+
+def scale_from_amax(T, amax, fp8_dtype, margin: int = 0):
+    """``max / amax`` in float32, with ``2**-margin`` headroom."""
+    amax = T.clamp(T.to(amax, torch.float32), min=AMAX_EPS)
+    return T.div(FP8_MAX[fp8_dtype] / 2.0**margin, amax)
+
+
+def cast(T, t, scale, fp8_dtype):
+    """Scales ``t`` (broadcasting ``scale``), saturates to the format's range and casts."""
+    m = FP8_MAX[fp8_dtype]
+    return T.to(T.clamp(T.mul(T.to(t, torch.float32), scale), -m, m), fp8_dtype)
+
+
+def abs_max(T, t, dim=None):
+    """The amax of ``t`` (a 0-d tensor), or along ``dim`` with the dimension kept."""
+    a = T.abs(t)
+    return T.amax(a) if dim is None else T.amax(a, dim, keepdim=True)
+
+
+def quantize(T, t, fp8_dtype, dim=None, margin: int = 0):
+    """Dynamic scaling: ``(q, 1/scale, amax)``; ``dim`` is the dimension reduced for a row-wise
+    (per-row or per-column) scale, None for one scale per tensor."""
+    amax = abs_max(T, t, dim)
+    scale = scale_from_amax(T, amax, fp8_dtype, margin)
+    return cast(T, t, scale, fp8_dtype), T.reciprocal(scale), amax
+
+
+def quantize_delayed(T, t, fp8_dtype, history_row, margin: int):
+    """Delayed scaling: the scale comes from the max of ``history_row``; a history with no amax yet
+    (the first step) falls back to the current amax. Returns ``(q, 1/scale, current amax)``."""
+    amax = abs_max(T, t)
+    past = T.amax(history_row)
+    used = T.where(T.gt(past, 0.0), past, T.to(amax, torch.float32))
+    scale = scale_from_amax(T, used, fp8_dtype, margin)
+    return cast(T, t, scale, fp8_dtype), T.reciprocal(scale), amax
+
+
+def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_dtype, out_dtype, emulate: bool):
+    """``x @ weight.T + bias`` with both operands in e4m3 (and, for ``delayed``, the current amaxes
+    pushed into ``history``)."""
+    n, k = weight.shape
+    x2 = T.reshape(x, (-1, k))
+    if recipe == "rowwise":
+        xq, xs, _ = quantize(T, x2, E4M3, dim=1)
+        wq, ws, _ = quantize(T, weight, E4M3, dim=1)  # per output channel: [N, 1]
+        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), xs, T.transpose(ws, 0, 1), out_dtype, emulate)
+    else:
+        if recipe == "delayed":
+            xq, xs, x_amax = quantize_delayed(T, x2, E4M3, T.select(history, 0, ROW_INPUT), margin)
+            wq, ws, w_amax = quantize_delayed(T, weight, E4M3, T.select(history, 0, ROW_WEIGHT), margin)
+        else:
+            xq, xs, _ = quantize(T, x2, E4M3)
+            wq, ws, _ = quantize(T, weight, E4M3)
+        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), xs, ws, out_dtype, emulate)
+        if recipe == "delayed":
+            T.record_amax(history, ROW_INPUT, x_amax)
+            T.record_amax(history, ROW_WEIGHT, w_amax)
+    if bias is not None:
+        out = T.add(out, T.to(bias, out_dtype))
+    return T.reshape(out, (*x.shape[:-1], n))
+
+
+def linear_backward(T, g, x, weight, history, recipe: str, margin: int, grad_dtype, emulate: bool,
+                    need_input: bool, need_weight: bool, need_bias: bool):
+    """Gradients of ``linear_forward`` for input, weight and bias: the two backward matmuls take the
+    output gradient in ``grad_dtype`` (e5m2 by default: range matters more than precision for
+    gradients) and the re-quantized forward operands in e4m3. For ``delayed`` the gradient's amax is
+    pushed into the history's gradient row."""
+    n, k = weight.shape
+    g2 = T.reshape(g, (-1, n))
+    x2 = T.reshape(x, (-1, k))
+    dx = dw = db = None
+    if recipe == "rowwise":
+        if need_input:  # [M, N] @ [N, K]: rows of g, columns of weight
+            gq, gs, _ = quantize(T, g2, grad_dtype, dim=1)
+            wq, ws, _ = quantize(T, weight, E4M3, dim=0)
+            dx = T.scaled_mm(gq, wq, gs, ws, x.dtype, emulate)
+        if need_weight:  # [N, M] @ [M, K]: rows of g.T, columns of x
+            gtq, gts, _ = quantize(T, T.transpose(g2, 0, 1), grad_dtype, dim=1)
+            xq, xs, _ = quantize(T, x2, E4M3, dim=0)
+            dw = T.scaled_mm(gtq, xq, gts, xs, weight.dtype, emulate)
+    else:
+        if recipe == "delayed":
+            gq, gs, g_amax = quantize_delayed(T, g2, grad_dtype, T.select(history, 0, ROW_GRAD), margin)
+            # the forward already pushed the amaxes of x and weight: the scale covers them
+            xq, xs, _ = quantize_delayed(T, x2, E4M3, T.select(history, 0, ROW_INPUT), margin)
+            wq, ws, _ = quantize_delayed(T, weight, E4M3, T.select(history, 0, ROW_WEIGHT), margin)
+        else:
+            gq, gs, _ = quantize(T, g2, grad_dtype)
+            xq, xs, _ = quantize(T, x2, E4M3) if need_weight else (None, None, None)
+            wq, ws, _ = quantize(T, weight, E4M3) if need_input else (None, None, None)
+        if need_input:
+            dx = T.scaled_mm(gq, wq, gs, ws, x.dtype, emulate)
+        if need_weight:
+            dw = T.scaled_mm(T.transpose(gq, 0, 1), xq, gs, xs, weight.dtype, emulate)
+        if recipe == "delayed":
+            T.record_amax(history, ROW_GRAD, g_amax)
+    if dx is not None:
+        dx = T.reshape(dx, tuple(x.shape))
+    if need_bias:
+        db = T.sum(g2, 0)
+    return dx, dw, db
+
+
+# -- the eager namespace ---------------------------------------------------------------------------
+
+def _pad_to(t, dim: int, multiple: int = 16, value: float = 0.0):
+    extra = -t.shape[dim] % multiple
+    if extra == 0:
+        return t
+    pad_shape = list(t.shape)
+    pad_shape[dim] = extra
+    return torch.cat([t, torch.full(pad_shape, value, dtype=t.dtype, device=t.device)], dim)
+
+
+def _pad_fp8(t, dim: int):
+    """Zero-pads an FP8 tensor (torch.cat has no FP8 kernels on some devices: pad as bytes)."""
+    if t.shape[dim] % 16 == 0:
+        return t
+    return _pad_to(t.view(torch.uint8), dim).view(t.dtype)
+
+
+def scaled_mm(a, b, scale_a, scale_b, out_dtype, emulate: bool):
+    """``(a * scale_a) @ (b * scale_b)`` in ``out_dtype``; ``a`` is [M, K] and ``b`` [K, N] in FP8,
+    scales are 0-d (per tensor) or [M, 1] / [1, N] (row-wise) float32.
+
+    ``emulate``: dequantize and multiply in float32 (any device; the numerics of FP8 storage with
+    float32 accumulation). Otherwise ``torch._scaled_mm`` (CUDA, compute capability >= 8.9), with
+    the layouts it requires (``a`` row-major, ``b`` column-major) and every dimension padded with
+    zeros to a multiple of 16."""
+    if emulate:
+        out = torch.matmul(a.float() * scale_a, b.float() * scale_b)
+        return out.to(out_dtype)
+    m, n = a.shape[0], b.shape[1]
+    rowwise = scale_a.numel() > 1 or scale_b.numel() > 1
+    if rowwise:
+        scale_a = _pad_to(scale_a.float().reshape(-1, 1).expand(m, 1), 0, value=1.0).contiguous()
+        scale_b = _pad_to(scale_b.float().reshape(1, -1).expand(1, n), 1, value=1.0).contiguous()
+    else:
+        scale_a, scale_b = scale_a.float().reshape(()), scale_b.float().reshape(())
+    a = _pad_fp8(_pad_fp8(a, 1), 0).contiguous()
+    b = _pad_fp8(_pad_fp8(b, 0), 1)
+    if b.stride(0) != 1:  # column-major: the transpose of a contiguous [N, K]
+        b = b.t().contiguous().t()
+    # row-wise scaling kernels write bf16 only
+    kernel_dtype = torch.bfloat16 if rowwise and out_dtype != torch.bfloat16 else out_dtype
+    out = torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=kernel_dtype)
+    if isinstance(out, tuple):  # older torch returned (out, amax)
+        out = out[0]
+    out = out[:m, :n]
+    return out if kernel_dtype == out_dtype else out.to(out_dtype)
+
+
+def record_amax(history, row: int, amax):
+    """Pushes ``amax`` at the front of ``history[row]`` (dropping the oldest), in place; returns
+    ``amax`` so that the trace has a value to name."""
+    h = history[row]
+    h.copy_(torch.roll(h, 1))
+    h[0] = amax.to(h.dtype)
+    return amax
+
+
+EAGER = SimpleNamespace(
+    abs=torch.abs, amax=torch.amax, clamp=torch.clamp, mul=torch.mul, div=torch.div, add=torch.add,
+    reciprocal=torch.reciprocal, where=torch.where, gt=torch.gt, select=torch.select, sum=torch.sum,
+    reshape=torch.reshape, transpose=torch.transpose, to=lambda t, dtype: t.to(dtype),
+    scaled_mm=scaled_mm, record_amax=record_amax,
+)
