@@ -1,12 +1,14 @@
 """Plugins: entry-point discovery, plugin objects, executors, options, helpful errors."""
 
+import functools
+
 import pytest
 import thunder
 import thunder.executors
 import thunder.plugins
 import torch
 from thunder.executors import OperatorExecutor
-from thunder.plugins import hookimpl
+from thunder.plugins import hookimpl, manager
 from torch import nn
 
 
@@ -60,7 +62,18 @@ def test_executor_that_claims_a_primitive_inside_a_torch_op():
     assert "myexp.prims_exp(" in str(thunder.last_traces(f)[-1])
 
 
-def test_unknown_plugin_names_the_distribution_to_install():
+@pytest.fixture
+def not_installed(monkeypatch):
+    """Hides installed plugins by name, as if their distributions were not installed."""
+    def hide(*names):
+        installed = manager._entry_points()
+        visible = functools.lru_cache(lambda: {n: ep for n, ep in installed.items() if n not in names})
+        monkeypatch.setattr(manager, "_entry_points", visible)
+    return hide
+
+
+def test_unknown_plugin_names_the_distribution_to_install(not_installed):
+    not_installed("fp8")
     with pytest.raises(LookupError) as info:
         thunder.compile(_block(), plugins=["fp8"])
     message = str(info.value)
@@ -68,7 +81,8 @@ def test_unknown_plugin_names_the_distribution_to_install():
     assert "sample" in message  # lists what is installed
 
 
-def test_single_string_plugin_and_unknown_third_party_name():
+def test_single_string_plugin_and_unknown_third_party_name(not_installed):
+    not_installed("reduce-overhead", "cudagraphs")
     with pytest.raises(LookupError, match="reduce-overhead.*pip install thunder-cudagraphs"):
         thunder.compile(_block(), plugins="reduce-overhead")
     with pytest.raises(LookupError, match="thunder-frobnicate"):

@@ -45,6 +45,7 @@ class OperatorExecutor(Executor):
         super().__init__(name, priority=priority)
         self.namespace = SimpleNamespace()
         self._implementations: dict[str, tuple[Symbol, Callable | None]] = {}
+        self._vjps: dict[str, tuple[Callable, Callable, Callable | None]] = {}
 
     def register(self, symbol_id: str, impl: Callable, *, checker: Callable | None = None,
                  printed_as: tuple[str, str, object] | None = None) -> Symbol:
@@ -71,6 +72,27 @@ class OperatorExecutor(Executor):
     def claim(self, bsym: BoundSymbol) -> BoundSymbol:
         """``bsym`` bound to this executor's implementation."""
         return bsym.with_symbol(self._implementations[bsym.sym.id][0])
+
+    def register_vjp(self, symbol_id: str, forward: Callable, backward: Callable, *,
+                     checker: Callable | None = None) -> None:
+        """A gradient this executor computes with its own kernels, used by autodiff instead of the
+        VJP rule when the executor runs the trace and ``checker(*args, **kwargs)`` accepts the call.
+
+        ``forward(bsym) -> (replacement, residuals)``: a bound symbol computing ``bsym``'s output
+        and the residual proxies the backward needs (its output is ``(bsym.output, *residuals)``).
+        ``backward(bsym, residuals, grad)``: records the backward while the backward trace is
+        recorded and returns the gradients of ``bsym``'s leading positional arguments."""
+        self._vjps[symbol_id] = (forward, backward, checker)
+
+    def vjp_for(self, bsym: BoundSymbol) -> tuple[Callable, Callable] | None:
+        """The (forward, backward) pair of ``register_vjp`` that applies to ``bsym``, or None."""
+        entry = self._vjps.get(bsym.sym.id)
+        if entry is None:
+            return None
+        forward, backward, checker = entry
+        if checker is not None and not checker(*bsym.args, **bsym.kwargs):
+            return None
+        return forward, backward
 
     def supported_ids(self) -> list[str]:
         return list(self._implementations)

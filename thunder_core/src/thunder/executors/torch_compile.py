@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from thunder.core.codegen import compile_trace
+from thunder.core.proxies import NumberProxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
 from thunder.executors.base import FusionExecutor
@@ -30,8 +31,13 @@ class TorchCompileExecutor(FusionExecutor):
         super().__init__("torchcompile", priority=100)
 
     def can_fuse(self, bsym: BoundSymbol) -> bool:
+        """Side-effect-free torch-executor symbols on tensors and numbers only: other values (the
+        autograd graph handle of an opaque operation) cannot pass through a compiled graph."""
         tags = bsym.sym.tags
-        return len(tags) > 1 and tags[0] == "executor" and tags[1] == "torch" and not has_side_effect(bsym)
+        if not (len(tags) > 1 and tags[0] == "executor" and tags[1] == "torch") or has_side_effect(bsym):
+            return False
+        return all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_args()) and \
+            all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_outputs())
 
     def fuse(self, region: list[BoundSymbol], inputs: list, outputs: list):
         trace = Trace("fused_region")

@@ -13,12 +13,12 @@ import operator
 import torch
 
 from thunder import prims
-from thunder.core.proxies import NumberProxy, pyval
+from thunder.core.proxies import NumberProxy, TensorProxy, pyval
 from thunder.torch.creation import arange
-from thunder.torch.elementwise import ge, le, sub, where
+from thunder.torch.elementwise import add, ge, le, lt, sub, where
 from thunder.torch.opaque import opaque_call
 from thunder.torch.promotion import broadcast_to, result_dtype, to_dtype
-from thunder.torch.registry import method_only, tensor_method, torchsymbol
+from thunder.torch.registry import method_only, tensor_method, tensor_property, torchsymbol
 
 
 def canonical_dim(dim, ndim: int) -> int:
@@ -106,10 +106,40 @@ def t(a):
     return transpose(a, 0, 1) if a.ndim == 2 else a
 
 
-@torchsymbol(methods=["T", "mT"], name="matrix_transpose")
-def matrix_transpose(a):
-    """Tensor.T / Tensor.mT: reverses the last two dims (PyTorch deprecates .T beyond 2-D)."""
-    return transpose(a, -2, -1) if a.ndim >= 2 else a
+@tensor_property("T")
+@torchsymbol(name="T")
+def T(a):
+    """Tensor.T: reverses all dims (PyTorch deprecates it beyond 2-D but still does that)."""
+    return permute(a, list(reversed(range(a.ndim))))
+
+
+@tensor_property("mT")
+@torchsymbol(name="mT")
+def mT(a):
+    """Tensor.mT: swaps the last two dims (a batch of matrices)."""
+    if a.ndim < 2:
+        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. Got {a.ndim}-D tensor.")
+    return transpose(a, -2, -1)
+
+
+def _conj(a):
+    return opaque_call(torch.conj, (a,), {}) if a.dtype.is_complex else a
+
+
+@tensor_property("H")
+@torchsymbol(name="H")
+def H(a):
+    """Tensor.H: conjugate transpose of a matrix (or a 0-/1-D tensor's conjugate)."""
+    if a.ndim > 2:
+        raise RuntimeError(f"tensor.H is only supported on matrices (2-D tensors). Got {a.ndim}-D tensor.")
+    return _conj(T(a))
+
+
+@tensor_property("mH")
+@torchsymbol(name="mH")
+def mH(a):
+    """Tensor.mH: conjugate transpose of a batch of matrices."""
+    return _conj(mT(a))
 
 
 @torchsymbol(torch.unsqueeze, tensor_method("unsqueeze"), methods=["unsqueeze"])
@@ -183,6 +213,11 @@ def _slice_dim(a, dim: int, start: int, stop: int, step: int = 1):
 @torchsymbol(torch.narrow, tensor_method("narrow"), methods=["narrow"])
 def narrow(a, dim: int, start: int, length: int):
     dim = canonical_dim(dim, a.ndim)
+    if isinstance(start, TensorProxy):  # a 0-d tensor start: gather the rows it names
+        size = a.shape[dim]
+        start = where(lt(start, 0), add(start, size), start)
+        index = add(arange(pyval(length), device=a.device), to_dtype(start, torch.int64))
+        return prims.take(a, index, dim)
     start = pyval(start) % a.shape[dim] if pyval(start) < 0 else pyval(start)
     return _slice_dim(a, dim, start, start + pyval(length))
 
@@ -262,6 +297,8 @@ def getitem(a, key):
 @torchsymbol(torch.index_select, tensor_method("index_select"), methods=["index_select"])
 def index_select(a, dim: int, index):
     dim = canonical_dim(dim, a.ndim)
+    if a.ndim == 0:  # a 0-d tensor acts as one element along dim 0
+        return reshape(prims.take(reshape(a, 1), reshape(index, -1), 0), ())
     return prims.take(a, index, dim)
 
 
@@ -271,8 +308,9 @@ def gather(a, dim: int, index):
 
 
 @torchsymbol(tensor_method("flip"), torch.flip, methods=["flip"])
-def flip(a, *dims):
-    dims = _shape_arg(dims)
+def flip(a, *dims, **kwargs):
+    """Tensor.flip(0, 1), flip((0, 1)) and flip(dims=(0, 1)) alike."""
+    dims = _shape_arg(dims or (kwargs["dims"],))
     return prims.flip(a, tuple(canonical_dim(d, a.ndim) for d in dims))
 
 
@@ -280,8 +318,8 @@ def flip(a, *dims):
 def roll(a, shifts, dims=None):
     if dims is None:
         return reshape(roll(flatten(a), shifts, 0), a.shape)
-    shifts = [shifts] if isinstance(shifts, int) else list(shifts)
-    dims = [dims] if isinstance(dims, int) else list(dims)
+    shifts = [shifts] if isinstance(shifts, (int, NumberProxy)) else list(shifts)
+    dims = [dims] if isinstance(dims, (int, NumberProxy)) else list(dims)
     result = a
     for shift, dim in zip(shifts, dims):
         dim = canonical_dim(dim, a.ndim)
@@ -330,3 +368,19 @@ def repeat(a, *sizes):
     expanded = expand(reshape(a, [d for s in a.shape for d in (1, s)]),
                       [d for r, s in zip(sizes, a.shape) for d in (r, s)])
     return reshape(expanded, [r * s for r, s in zip(sizes, a.shape)])
+
+
+@torchsymbol(torch.repeat_interleave, tensor_method("repeat_interleave"), methods=["repeat_interleave"])
+def repeat_interleave(a, repeats=None, dim=None, *, output_size=None):
+    """Each element repeated ``repeats`` times along ``dim``, for an integer ``repeats`` (grouped-query
+    attention's key/value expansion): an expand of a new axis, so it fuses. Tensor ``repeats`` has a
+    data-dependent size and runs as torch's own op."""
+    if repeats is None or not isinstance(pyval(repeats), int):
+        return opaque_call(torch.repeat_interleave, (a, repeats), dict(dim=dim, output_size=output_size))
+    r = operator.index(pyval(repeats))
+    if dim is None:
+        a, dim = reshape(a, [-1]), 0
+    dim = canonical_dim(dim, a.ndim)
+    shape = list(a.shape)
+    expanded = expand(unsqueeze(a, dim + 1), shape[:dim + 1] + [r] + shape[dim + 1:])
+    return reshape(expanded, shape[:dim] + [shape[dim] * r] + shape[dim + 1:])

@@ -77,9 +77,11 @@ def _is_inplace(bsym) -> bool:
 class _Expander:
     """Writes each symbol that needs a gradient at the level where a rule applies."""
 
-    def __init__(self):
+    def __init__(self, executors=()):
         self.bsyms: list[BoundSymbol] = []
         self.graphs: dict[int, tuple] = {}  # id(forward bsym) -> (opaque bsym, graph proxy, grad inputs)
+        self.executors = [ex for ex in executors if hasattr(ex, "vjp_for")]
+        self.kernels: dict[int, tuple] = {}  # id(forward bsym) -> (original bsym, backward, residuals)
 
     def add(self, bsym: BoundSymbol, source=None) -> None:
         if source is not None and bsym.source is None:
@@ -95,7 +97,13 @@ class _Expander:
         if not _outputs_need_grad(bsym) or _is_identity(bsym) or fn in _NON_DIFFERENTIABLE:
             self.bsyms.append(bsym)
             return
-        if rule_for(bsym) is not None:
+        executor_vjp = next((v for ex in self.executors if (v := ex.vjp_for(bsym)) is not None), None)
+        if executor_vjp is not None:  # an executor's own kernels for forward and backward
+            make_forward, backward = executor_vjp
+            forward, residuals = make_forward(bsym)
+            self.kernels[id(forward)] = (bsym, backward, residuals)
+            self.bsyms.append(forward)
+        elif rule_for(bsym) is not None:
             self.bsyms.append(bsym)
         elif bsym.subsymbols:
             for sub in bsym.subsymbols:
@@ -141,9 +149,11 @@ def _zeros_like(p):
     return prims.full(tuple(p.shape), 0, p.dtype, p.device)
 
 
-def split_forward_backward(trace: Trace) -> ForwardBackward:
-    """The forward and backward traces of ``trace`` (see the module docstring)."""
-    expander = _Expander()
+def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
+    """The forward and backward traces of ``trace`` (see the module docstring). ``executors``:
+    those that will run the traces, whose own gradient kernels (``register_vjp``) take precedence
+    over the VJP rules."""
+    expander = _Expander(executors)
     with tracing(trace):  # names for the graph handles of opaque operations
         for bsym in trace.bound_symbols:
             expander.add(bsym)
@@ -196,6 +206,14 @@ def _record_vjp(bsym: BoundSymbol, grads: _Gradients, expander: _Expander) -> No
     outs = [o for o in bsym.flat_proxy_outputs() if isinstance(o, TensorProxy)]
     if not any(grads.get(o) is not None for o in outs):
         return
+    kernel = expander.kernels.get(id(bsym))
+    if kernel is not None:
+        original, backward, residuals = kernel
+        (out,) = [o for o in original.flat_proxy_outputs() if isinstance(o, TensorProxy)]
+        args, _ = bind(original)
+        for arg, g_arg in zip(args, backward(original, residuals, grads.get(out))):
+            grads.add(arg, g_arg)
+        return
     graph = expander.graphs.get(id(bsym))
     if graph is not None:
         original, handle, inputs = graph
@@ -219,7 +237,7 @@ def _record_vjp(bsym: BoundSymbol, grads: _Gradients, expander: _Expander) -> No
             grads.add(arg, g_arg)
 
 
-def split_for_training(trace: Trace) -> ForwardBackward | None:
+def split_for_training(trace: Trace, executors=()) -> ForwardBackward | None:
     """What a compiled call runs: None when no output needs a gradient (inference: no backward is
     built) or when the trace modifies in place a value that needs a gradient (then torch's eager
     autograd records the trace's torch operations, as before autodiff existed); otherwise the
@@ -229,7 +247,7 @@ def split_for_training(trace: Trace) -> ForwardBackward | None:
     if not torch.is_grad_enabled() or not needs_grad(trace):
         return None
     try:
-        split = split_forward_backward(trace)
+        split = split_forward_backward(trace, executors)
     except NotDifferentiable:
         return None
     return rematerialize(split)

@@ -1,0 +1,177 @@
+"""The attention executor: the training path of scaled_dot_product_attention on fused CUDA kernels.
+
+For inference the torch executor already calls ``F.scaled_dot_product_attention``, which picks the
+fastest kernel itself. Training is different: Thunder's own VJP rule recomputes the attention
+probabilities with matmuls (an L x S matrix per head), while the fused kernels' backward only
+needs the forward's per-row log-sum-exp, which only the fused forward computes. So this executor
+gives autodiff a forward that also keeps the kernel's state (log-sum-exp, RNG offsets) and a
+backward that consumes it:
+
+- flash attention (FlashAttention-2 in torch) for fp16/bf16 inputs without a mask,
+- memory-efficient attention for masks (boolean masks become additive biases) and float32,
+
+both through torch's ``aten`` ops, on CUDA. Attention with dropout, or shapes neither kernel
+takes, keep Thunder's rule. Grouped-query attention (``enable_gqa``) repeats the key/value heads
+inside the kernel call and sums their gradients back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from thunder.core.proxies import Proxy, TensorProxy, pyval
+from thunder.core.symbol import BoundSymbol, Symbol
+from thunder.executors.base import OperatorExecutor
+
+aten = torch.ops.aten
+_HALF = (torch.float16, torch.bfloat16)
+
+
+class KernelStateProxy(Proxy):
+    """What a fused attention forward leaves for its backward (log-sum-exp, RNG state)."""
+
+    __slots__ = ()
+
+    def __init__(self, name=None):
+        super().__init__(name, "attn_state")
+
+    def describe(self) -> str:
+        return "attention kernel state"
+
+
+def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    """"flash", "efficient", or None (this call keeps Thunder's rule)."""
+    tensors = (query, key, value)
+    if not all(isinstance(t, TensorProxy) and t.ndim == 4 and t.device.type == "cuda" for t in tensors):
+        return None
+    if pyval(dropout_p) != 0 or len({t.dtype for t in tensors}) != 1:
+        return None
+    head_dim = query.shape[-1]
+    if value.shape[-1] != head_dim or head_dim % 8 or key.shape[1] != value.shape[1]:
+        return None
+    if query.shape[1] != key.shape[1] and not (enable_gqa and query.shape[1] % key.shape[1] == 0):
+        return None
+    if attn_mask is None and query.dtype in _HALF and head_dim <= 256:
+        return "flash"
+    if head_dim <= 128 and (attn_mask is None or (isinstance(attn_mask, TensorProxy) and not attn_mask.requires_grad)):
+        return "efficient"
+    return None
+
+
+def _expand_heads(x, heads: int):
+    return x if x.shape[1] == heads else x.repeat_interleave(heads // x.shape[1], dim=1)
+
+
+def _sum_heads(g, heads: int):
+    if g.shape[1] == heads:
+        return g
+    b, _, s, e = g.shape
+    return g.unflatten(1, (heads, -1)).sum(2)
+
+
+def _bias(attn_mask, query, key):
+    """The additive bias the efficient kernel takes, padded so its last dim is 16-aligned."""
+    if attn_mask is None:
+        return None
+    bias = attn_mask
+    if bias.dtype == torch.bool:
+        bias = torch.zeros(bias.shape, dtype=query.dtype, device=query.device).masked_fill_(~bias, float("-inf"))
+    bias = bias.to(query.dtype).expand(query.shape[0], query.shape[1], query.shape[2], key.shape[2])
+    s = key.shape[2]
+    if s % 16:
+        bias = torch.nn.functional.pad(bias, (0, 16 - s % 16))[..., :s]
+    return bias
+
+
+def _contiguous_last(x):
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
+    """Runs the fused forward; returns (output, state)."""
+    heads = query.shape[1]
+    q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
+    if kernel == "flash":
+        out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_flash_attention(
+            q, k, v, 0.0, is_causal, False, scale=scale)
+    else:
+        out, lse, seed, offset = aten._scaled_dot_product_efficient_attention(
+            q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, scale=scale)
+    return out, (out, lse, seed, offset)
+
+
+def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, scale):
+    """The gradients of query, key and value."""
+    out, lse, seed, offset = state
+    heads = query.shape[1]
+    q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
+    grad = grad.contiguous()
+    if kernel == "flash":
+        gq, gk, gv = aten._scaled_dot_product_flash_attention_backward(
+            grad, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, is_causal, seed, offset,
+            scale=scale)
+    else:
+        gq, gk, gv, _ = aten._scaled_dot_product_efficient_attention_backward(
+            grad, q, k, v, _bias(attn_mask, q, k), out, lse, seed, offset, 0.0, [True, True, True, False],
+            is_causal, scale=scale)
+    return gq, _sum_heads(gk, key.shape[1]), _sum_heads(gv, value.shape[1])
+
+
+def _backward_meta(kernel, state, grad, query, key, value, attn_mask, is_causal, scale):
+    return tuple(TensorProxy(t.shape, t.dtype, t.device) for t in (query, key, value))
+
+
+class _Namespace:
+    """What ``attention`` names in a trace before the executor claims it."""
+
+
+namespace = _Namespace()
+forward_symbol = Symbol("forward", None, module="attention", is_prim=True, module_object=namespace)
+backward_symbol = Symbol("backward", _backward_meta, module="attention", is_prim=True, module_object=namespace)
+namespace.forward, namespace.backward = forward_impl, backward_impl
+
+
+def _arguments(bsym):
+    from thunder.transforms.autodiff.rules import bind
+
+    args, kwargs = bind(bsym)
+    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+    return dict(zip(names, args)) | kwargs
+
+
+def _scale(call) -> float:
+    scale = pyval(call["scale"])
+    return 1.0 / math.sqrt(call["query"].shape[-1]) if scale is None else float(scale)
+
+
+def vjp_forward(bsym: BoundSymbol):
+    """The fused forward replacing ``bsym``: the same output plus the kernel's state."""
+    call = _arguments(bsym)
+    state = KernelStateProxy()
+    args = (_kernel(**call), call["query"], call["key"], call["value"], call["attn_mask"],
+            bool(pyval(call["is_causal"])), _scale(call))
+    return BoundSymbol(forward_symbol, args, {}, (bsym.output, state), [], bsym.source), [state]
+
+
+def vjp_backward(bsym: BoundSymbol, residuals, grad):
+    """Records the fused backward; returns the gradients of (query, key, value)."""
+    call = _arguments(bsym)
+    (state,) = residuals
+    return backward_symbol(_kernel(**call), state, grad, call["query"], call["key"], call["value"],
+                           call["attn_mask"], bool(pyval(call["is_causal"])), _scale(call))
+
+
+class SDPAExecutor(OperatorExecutor):
+    default_devices = ("cuda",)
+
+    def __init__(self):
+        super().__init__("sdpa", priority=50)
+        self.register(forward_symbol.id, forward_impl)
+        self.register(backward_symbol.id, backward_impl)
+        self.register_vjp("ltorch.scaled_dot_product_attention", vjp_forward, vjp_backward,
+                          checker=lambda *args, **kwargs: _kernel(*args, **kwargs) is not None)
+
+
+sdpa_executor = SDPAExecutor()
