@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
+from thunder.compiled import ThunderModule
 from torch import nn
 
 from thunder_fp8 import scaling
@@ -49,7 +50,7 @@ class FP8Config:
         """Whether the layer called ``name`` is converted: a listed type (exactly: subclasses with
         their own forward are left alone), FP8-friendly dimensions (multiples of 16, what the FP8
         tensor-core kernels require), included and not skipped, and accepted by ``filter_fn``."""
-        if isinstance(module, FP8Linear) or type(module) not in self.module_types:
+        if isinstance(module, FP8Linear) or _plain_type(module) not in self.module_types:
             return False
         if module.in_features % 16 or module.out_features % 16:
             return False
@@ -76,6 +77,12 @@ class FP8Linear(nn.Linear):
         return f"{super().extra_repr()}, fp8={self.fp8_config.recipe}{', emulated' if self.fp8_config.emulate else ''}"
 
 
+def _plain_type(module: nn.Module) -> type:
+    """The user's class of ``module`` (a compiled module's class derives from ThunderModule and it)."""
+    cls = type(module)
+    return cls.__bases__[1] if issubclass(cls, ThunderModule) and len(cls.__bases__) == 2 else cls
+
+
 def convert_to_fp8(model: nn.Module, config: FP8Config | None = None) -> list[str]:
     """Converts the chosen linears of ``model`` in place; returns their names."""
     config = config or FP8Config()
@@ -83,7 +90,11 @@ def convert_to_fp8(model: nn.Module, config: FP8Config | None = None) -> list[st
     for name, module in list(model.named_modules()):
         if not config.wants(name, module):
             continue
-        module.__class__ = FP8Linear
+        if isinstance(module, ThunderModule):
+            # the compiled module itself is the linear: keep its compiled __call__, take FP8's forward
+            module.__class__ = type(f"{type(module).__name__}[fp8]", (type(module), FP8Linear), {})
+        else:
+            module.__class__ = FP8Linear
         module.fp8_config = config
         if config.recipe == "delayed":
             module.register_buffer("fp8_amax_history", torch.zeros(3, config.history_len, dtype=torch.float32,

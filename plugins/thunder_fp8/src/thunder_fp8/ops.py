@@ -57,13 +57,17 @@ def check_device(device, emulate: bool) -> None:
         f"testing on any device; not faster).")
 
 
-def out_dtype_for(x, weight) -> torch.dtype:
-    """The dtype ``F.linear`` would return: the autocast dtype where autocast is on for the device
-    (so FP8 layers compose with ``torch.autocast``), else the input's."""
+def autocast_inputs(x, weight, bias):
+    """What autocast does to ``F.linear``'s operands: inside an enabled region they are cast to the
+    region's dtype (and the output has it). Eager calls apply it here; during acquisition Thunder's
+    autocast simulation records the same casts for ``fp8.linear`` (a "linear" on its lower-precision
+    list), so FP8 layers compose with ``torch.autocast`` either way."""
     device_type = torch.device(weight.device).type
-    if torch.is_autocast_enabled(device_type):
-        return torch.get_autocast_dtype(device_type)
-    return x.dtype
+    if not torch.is_autocast_enabled(device_type):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device_type)
+    cast = lambda t: t.to(dtype) if t is not None and t.dtype in (torch.float32, torch.float16, torch.bfloat16) else t
+    return cast(x), cast(weight), cast(bias)
 
 
 # -- symbols ---------------------------------------------------------------------------------------
@@ -92,20 +96,21 @@ TRACED = SimpleNamespace(
 )
 
 
-def _linear_decomposition(input, weight, bias, history, recipe, margin, grad_dtype, out_dtype, emulate):
+def _linear_decomposition(input, weight, bias, history, recipe, margin, grad_dtype, emulate):
+    # the output dtype is the input's: under autocast the input arrives already cast
     return scaling.linear_forward(TRACED, input, weight, bias, history, recipe, margin, grad_dtype,
-                                  out_dtype, emulate)
+                                  input.dtype, emulate)
 
 
 linear_symbol = Symbol("linear", _linear_decomposition, module="fp8", module_object=namespace)
 
 
 @vjp("fp8.linear")
-def _linear_vjp(ctx, input, weight, bias, history, recipe, margin, grad_dtype, out_dtype, emulate):
+def _linear_vjp(ctx, input, weight, bias, history, recipe, margin, grad_dtype, emulate):
     need_bias = isinstance(bias, TensorProxy) and bias.requires_grad
     dx, dw, db = scaling.linear_backward(TRACED, ctx.g, input, weight, history, recipe, margin, grad_dtype,
                                          emulate, input.requires_grad, weight.requires_grad, need_bias)
-    return dx, dw, db, None, None, None, None, None, None
+    return dx, dw, db, None, None, None, None, None
 
 
 # -- the executor ----------------------------------------------------------------------------------
@@ -144,12 +149,13 @@ class _FP8Linear(torch.autograd.Function):
 def fp8_linear(x, weight, bias, history, recipe: str, margin: int, grad_dtype, emulate: bool):
     """``F.linear(x, weight, bias)`` with FP8 matmuls (``recipe`` as in ``thunder_fp8.scaling``)."""
     check_device(weight.device, emulate)
-    out_dtype = out_dtype_for(x, weight)
-    return _FP8Linear.apply(x, weight, bias, history, recipe, margin, grad_dtype, out_dtype, emulate)
+    x, weight, bias = autocast_inputs(x, weight, bias)
+    with torch.autocast(torch.device(weight.device).type, enabled=False):
+        return _FP8Linear.apply(x, weight, bias, history, recipe, margin, grad_dtype, x.dtype, emulate)
 
 
 def traced_fp8_linear(x, weight, bias, history, recipe: str, margin: int, grad_dtype, emulate: bool):
     """The lookaside for ``fp8_linear`` during acquisition: records ``fp8.linear``. Unsupported
     devices fail here, i.e. when the program is compiled."""
     check_device(weight.device, emulate)
-    return linear_symbol(x, weight, bias, history, recipe, margin, grad_dtype, out_dtype_for(x, weight), emulate)
+    return linear_symbol(x, weight, bias, history, recipe, margin, grad_dtype, emulate)

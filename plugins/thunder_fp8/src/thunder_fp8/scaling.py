@@ -164,7 +164,8 @@ def scaled_mm(a, b, scale_a, scale_b, out_dtype, emulate: bool):
     the layouts it requires (``a`` row-major, ``b`` column-major) and every dimension padded with
     zeros to a multiple of 16."""
     if emulate:
-        out = torch.matmul(a.float() * scale_a, b.float() * scale_b)
+        with torch.autocast(a.device.type, enabled=False):  # float32 means float32 under autocast too
+            out = torch.matmul(a.float() * scale_a, b.float() * scale_b)
         return out.to(out_dtype)
     m, n = a.shape[0], b.shape[1]
     rowwise = scale_a.numel() > 1 or scale_b.numel() > 1
