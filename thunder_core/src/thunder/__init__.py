@@ -13,12 +13,14 @@ from __future__ import annotations
 from torch.nn import Module
 
 import thunder.torch  # noqa: F401  (registers the torch language; note: thunder.torch shadows torch here)
-from thunder.compiled import CompiledFunction, ThunderModule, compile_module
+from thunder.acquire.acquisition import SharpEdgeError, SharpEdgeWarning
+from thunder.compiled import CompiledFunction, FallbackWarning, ThunderModule, compile_module
 from thunder.core.errors import DataDependentError, UnsupportedOpError
 from thunder.examine import examine
 
 __all__ = ["compile", "jit", "last_traces", "last_backward_traces", "last_prologue", "cache_hits", "cache_misses",
-           "examine", "UnsupportedOpError", "DataDependentError"]
+           "examine", "UnsupportedOpError", "DataDependentError", "SharpEdgeError", "SharpEdgeWarning",
+           "FallbackWarning"]
 __version__ = "0.1.0"
 
 
@@ -29,7 +31,14 @@ def compile(fn, *, plugins=None, executors=None, **options):
                classes, or one name (``plugins="reduce-overhead"``)
     executors: executor names or objects in priority order (default: every executor the plugins
                contribute, by priority); the torch executor is always last
-    options:   options declared by the loaded plugins
+    options:   options declared by the loaded plugins, and the core's:
+               fallback="eager"   a call that cannot be traced (data-dependent control flow or
+                                  shapes, an unsupported op) runs eagerly with a FallbackWarning
+                                  (once) instead of raising; later calls that take the same path
+                                  run eagerly without re-tracing
+               sharp_edges="warn"|"error"  report reads of mutable globals and I/O (print, open,
+                                  time, random, logging) during acquisition: the compiled program
+                                  does not repeat them
     """
     if isinstance(fn, Module):
         return compile_module(fn, plugins=plugins, executors=executors, options=options)

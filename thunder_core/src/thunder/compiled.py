@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch.utils._pytree import tree_unflatten
 
-from thunder.acquire.acquisition import acquire
+from thunder.acquire.acquisition import AcquisitionFailed, acquire
 from thunder.core.proxies import TensorProxy
 from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
 from thunder.executors.claim import claim_operators, fuse_regions
@@ -28,6 +29,19 @@ from thunder.plugins.manager import chain, plugin_manager
 from thunder.transforms.autodiff import split_for_training, training_callable
 from thunder.transforms.dce import dce
 from thunder.transforms.deletion import insert_dels
+
+# options of the core itself (plugins declare theirs through thunder_options)
+CORE_OPTIONS = {
+    "fallback": "'eager': a call Thunder cannot trace (data-dependent control flow or shapes, an "
+                "unsupported op) runs eagerly, with a FallbackWarning once, instead of raising",
+    "sharp_edges": "'warn' or 'error': report programs that read mutable globals or do I/O (print, "
+                   "open, time, random, logging) while acquired, which the compiled program won't repeat",
+}
+
+
+class FallbackWarning(UserWarning):
+    """A compiled callable ran a call eagerly (``fallback="eager"``)."""
+
 
 CACHE_LIMIT = 64  # entries per compiled callable; the least recently added are dropped
 
@@ -40,9 +54,17 @@ class CacheEntry:
     traces: list = field(default_factory=list)
     compile_seconds: float = 0.0
     backward_traces: list = field(default_factory=list)  # empty unless the entry trains
+    epilogue: object = None   # replays the program's attribute stores (thunder.acquire.prologue.Epilogue)
+    num_outputs: int | None = None  # the computation's outputs past these feed the epilogue
 
-    def run(self, inputs):
+    def run(self, inputs, args=(), kwargs=None, module=None):
         flat = self.computation(*inputs)
+        if self.num_outputs is not None and len(flat) != self.num_outputs:
+            flat, stored = flat[:self.num_outputs], flat[self.num_outputs:]
+            if self.epilogue is not None:
+                self.epilogue.fn(args, kwargs or {}, module, stored)
+        elif self.epilogue is not None:
+            self.epilogue.fn(args, kwargs or {}, module, ())
         spec = self.output_spec
         if spec.num_leaves == 1 and spec.num_nodes == 1:  # a bare value
             return flat[0]
@@ -63,11 +85,12 @@ class CompiledFunction:
         self.hits = 0
         self.misses = 0
         self.last_entry: CacheEntry | None = None
+        self._warned_fallback = False
         functools.update_wrapper(self, fn, updated=())
 
     # -- configuration -------------------------------------------------------------------------
     def _check_options(self) -> None:
-        known = {}
+        known = dict(CORE_OPTIONS)
         for declared in self.plugin_manager.hook.thunder_options():
             known.update(declared or {})
         unknown = sorted(set(self.options) - set(known))
@@ -75,6 +98,11 @@ class CompiledFunction:
             listing = ", ".join(sorted(known)) or "none"
             raise TypeError(f"unknown thunder.compile option(s) {', '.join(unknown)}; options the "
                             f"loaded plugins understand: {listing}")
+        for name, allowed in (("fallback", (None, "error", "eager")),
+                              ("sharp_edges", (None, "allow", "warn", "error"))):
+            if self.options.get(name) not in allowed:
+                choices = ", ".join(repr(a) for a in allowed if a is not None)
+                raise ValueError(f"thunder.compile option {name}={self.options[name]!r}: expected one of {choices}")
 
     def _select_executors(self, requested) -> list[Executor]:
         contributed = [ex for group in self.plugin_manager.hook.thunder_executors(options=self.options)
@@ -107,16 +135,35 @@ class CompiledFunction:
             if inputs is not None:
                 self.hits += 1
                 self.last_entry = entry
-                return entry.run(inputs)
+                return entry.run(inputs, args, kwargs, module)
         self.misses += 1
-        entry, inputs = self._compile(args, kwargs)
+        try:
+            entry, inputs = self._compile(args, kwargs)
+        except AcquisitionFailed as failed:  # only with fallback="eager"
+            entry, inputs = self._eager_entry(failed), ()
         self.cache.insert(0, entry)
         del self.cache[CACHE_LIMIT:]
         self.last_entry = entry
         # Run with the inputs acquisition found. Not through the new prologue: acquiring ran the
         # program's Python side effects (a lazily filled cache, a counter), so the prologue may
         # already reject the state the program left; the next call then acquires again.
-        return entry.run(inputs)
+        return entry.run(inputs, args, kwargs, module)
+
+    def _eager_entry(self, failed: AcquisitionFailed) -> CacheEntry:
+        """``fallback="eager"``: a cache entry that runs the program eagerly whenever a call passes
+        the checks made before acquisition stopped (such a call would stop at the same place)."""
+        error = failed.error
+        if not self._warned_fallback:
+            self._warned_fallback = True
+            notes = "\n".join(getattr(error, "__notes__", []))
+            warnings.warn(f"thunder could not trace {getattr(self.fn, '__qualname__', 'the program')}, running "
+                          f"it eagerly (fallback='eager'): {type(error).__name__}: {error}\n{notes}",
+                          FallbackWarning, stacklevel=3)
+        fn = self.fn
+        entry = CacheEntry(failed.prologue, None, None, [], 0.0)
+        entry.run = lambda inputs, args=(), kwargs=None, module=None: fn(*args, **(kwargs or {}))
+        entry.fallback_error = error
+        return entry
 
     # -- compiling -----------------------------------------------------------------------------
     def _compile(self, args, kwargs) -> CacheEntry:
@@ -129,7 +176,9 @@ class CompiledFunction:
             for mapping in pm.hook.thunder_lookasides(options=options):
                 lookasides.update(mapping or {})
             program = acquire(self.fn, args, kwargs, module=self.module, lookasides=lookasides,
-                              signature_fn=_signature_source(self.fn, self.module))
+                              signature_fn=_signature_source(self.fn, self.module),
+                              sharp_edges=None if options.get("sharp_edges") == "allow" else options.get("sharp_edges"),
+                              keep_partial=options.get("fallback") == "eager")
         traces = [program.computation]
         trace = chain(pm, "thunder_transform_trace", program.computation, stage="acquired", options=options)
         traces.append(trace)
@@ -149,7 +198,7 @@ class CompiledFunction:
             fn = training_callable(forward_fn, backward_fn, split.grad_outputs)
         traces = _dedupe(traces)
         entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start,
-                           backward_traces)
+                           backward_traces, getattr(program, "epilogue", None), getattr(program, "num_outputs", None))
         return entry, program.inputs
 
     def executors_for(self, trace) -> list[Executor]:

@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import builtins
 import inspect
+import logging
+import os
+import random
+import time
 import types
+import warnings
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import thunder.torch as ltorch
-from thunder.acquire.interpreter import InterpreterHooks, Origin, current_user_frames, interpret
+from thunder.acquire.autocast import AutocastState
+from thunder.acquire.interpreter import AcquisitionError, InterpreterHooks, Origin, current_user_frames, interpret
 from thunder.acquire.prologue import PrologueBuilder
 from thunder.acquire.vmap import Vmapped
+from thunder.core.errors import UnsupportedOpError
 from thunder.core.proxies import NumberProxy, Proxy, TensorProxy
 from thunder.core.trace import Trace, tracing
 
@@ -44,12 +51,20 @@ _NATIVE_MODULE_PREFIXES = ("thunder.", "logging", "warnings", "typing", "inspect
 class AcquisitionHooks(InterpreterHooks):
     """The interpreter hooks that build the computation trace and its prologue."""
 
-    def __init__(self, trace: Trace, prologue: PrologueBuilder, module, lookasides: dict):
+    def __init__(self, trace: Trace, prologue: PrologueBuilder, module, lookasides: dict,
+                 sharp_edges: str | None = None):
         self.trace = trace
         self.prologue = prologue
         self.plugin_lookasides = lookasides
         self.proxies: dict[int, Proxy] = {}  # id(real value) -> its proxy
         self.inputs: list = []               # the real values of trace.args, in order
+        # attribute stores to objects that outlive the call: (id(obj), name) -> (obj, name, value),
+        # in the order of their last store; replayed by the epilogue, seen by later reads
+        self.stores: dict[tuple, tuple] = {}
+        self.autocast = AutocastState()
+        self.autocast_lookasides = self.autocast.lookasides()
+        self.sharp_edges = sharp_edges
+        self._reported: set = set()
         if module is not None:
             self._register_module_state(module)
 
@@ -83,6 +98,14 @@ class AcquisitionHooks(InterpreterHooks):
         return proxy
 
     def on_load(self, value, origin: Origin):
+        if origin.kind == "attr" and self.stores:
+            stored = self.stores.get((id(origin.base), origin.key))
+            if stored is not None:  # the program reads back what it assigned (not the old value)
+                if stored[2] is _DELETED:
+                    raise AttributeError(f"{type(origin.base).__name__!r} object has no attribute {origin.key!r}")
+                return stored[2]
+        if origin.kind == "global" and self.sharp_edges is not None:
+            self._check_global(value, origin)
         if isinstance(value, torch.Tensor):
             known = self.prologue.location_of(value)
             if known is None:
@@ -94,21 +117,127 @@ class AcquisitionHooks(InterpreterHooks):
         self.prologue.observe(value, origin)
         return value
 
+    # -- side effects -------------------------------------------------------------------------
+    def store_attr(self, obj, name, value) -> None:
+        """Stores to objects the prologue can locate (the module, its submodules, configs,
+        arguments, globals) outlive the call: they are deferred to the epilogue, which replays them
+        after the computation on every call, and later reads in the program see the new value.
+        Stores to objects the program made are ordinary Python."""
+        if self.prologue.location_of(obj) is None:
+            setattr(obj, name, value)
+            return
+        if isinstance(obj, torch.nn.Module) and isinstance(value, torch.nn.Module):
+            raise UnsupportedOpError(f"assigning a submodule ({type(obj).__name__}.{name}) inside the compiled "
+                                     "program is not supported: assign it before calling the compiled module")
+        key = (id(obj), name)
+        self.stores.pop(key, None)
+        self.stores[key] = (obj, name, value)
+
+    def missing_attr(self, obj, name):
+        stored = self.stores.get((id(obj), name))
+        if stored is None or stored[2] is _DELETED:
+            return NotImplemented
+        return stored[2]
+
+    def delete_attr(self, obj, name) -> None:
+        if self.prologue.location_of(obj) is None:
+            delattr(obj, name)
+            return
+        key = (id(obj), name)
+        if not hasattr(obj, name) and key not in self.stores:
+            raise AttributeError(name)
+        self.stores.pop(key, None)
+        self.stores[key] = (obj, name, _DELETED)
+
+    # -- sharp edges ----------------------------------------------------------------------------
+    def _sharp_edge(self, what: str, key) -> None:
+        frames = current_user_frames()
+        where = ""
+        if frames:
+            filename, lineno, _ = frames[-1]
+            where = f" at {filename}:{lineno}"
+            key = (key, filename, lineno)
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        message = (f"{what}{where}. The compiled program does not repeat it on later calls (the trace keeps "
+                   "only tensor operations; Python values it read are checked by the prologue at best).")
+        if self.sharp_edges == "error":
+            raise SharpEdgeError(message)
+        warnings.warn(message, SharpEdgeWarning, stacklevel=2)
+
+    def _check_global(self, value, origin) -> None:
+        module = origin.base.get("__name__", "") if isinstance(origin.base, dict) else ""
+        if _is_stable_global(value) or module == "torch" or module.startswith("torch."):
+            return  # (torch's own module state, such as its global hook registries, is its business)
+        self._sharp_edge(f"the program reads the mutable global {origin.key!r} (a {type(value).__name__}), "
+                         "whose contents may change between calls", ("global", origin.key))
+
     # -- calls --------------------------------------------------------------------------------
     def lookaside(self, fn):
         replacement = self.plugin_lookasides.get(fn)
         if replacement is not None:
             return replacement
+        if not _is_hashable(fn):
+            return None
         special = _SPECIAL_LOOKASIDES.get(fn)
         if special is not None:
             return lambda *args, **kwargs: special(self, *args, **kwargs)
-        if _is_hashable(fn) and ltorch.is_torch_callable(fn):
+        simulated = self.autocast_lookasides.get(fn)
+        if simulated is not None:
+            return simulated
+        if self.sharp_edges is not None and _is_io(fn):
+            name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
+            self._sharp_edge(f"the program calls {name}() (input/output, time or randomness outside torch)",
+                             ("io", name))
+        if ltorch.is_torch_callable(fn):
             return lambda *args, **kwargs: ltorch.dispatch(fn, args, kwargs)
         return None
 
     def should_interpret(self, fn) -> bool:
         module = getattr(fn, "__module__", None) or ""
         return not module.startswith(_NATIVE_MODULE_PREFIXES)
+
+
+class SharpEdgeError(AcquisitionError):
+    """With ``sharp_edges="error"``: the program relies on Python state or I/O that a compiled
+    program does not reproduce."""
+
+
+class SharpEdgeWarning(UserWarning):
+    """With ``sharp_edges="warn"``: see ``SharpEdgeError``."""
+
+
+_DELETED = object()  # what the epilogue replays for ``del obj.name``
+
+_IO_FUNCTIONS = {print, open, input, time.time, time.perf_counter, time.monotonic, time.time_ns, time.sleep,
+                 os.urandom, os.getenv}
+_IO_MODULES = ("random", "logging", "numpy.random", "secrets")
+
+
+def _is_io(fn) -> bool:
+    """Callables whose effect or result lies outside the trace: I/O, clocks, Python's RNGs."""
+    if fn in _IO_FUNCTIONS:
+        return True
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, (random.Random, logging.Logger)) or owner is logging:
+        return True
+    module = getattr(fn, "__module__", None) or ""
+    return module in _IO_MODULES or module.startswith("logging.")
+
+
+def _is_stable_global(value) -> bool:
+    """Globals the trace can rely on: modules, functions, classes, and constants the prologue
+    guards by value. Containers and plain objects are mutable state."""
+    if isinstance(value, (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType,
+                          types.MethodType, torch.dtype, torch.device, torch.Tensor, torch.nn.Module, logging.Logger,
+                          bool, int, float, complex, str, bytes, type(None), frozenset)) or callable(value):
+        return True
+    if isinstance(value, tuple):
+        return all(_is_stable_global(v) for v in value)
+    import enum
+
+    return isinstance(value, enum.Enum)
 
 
 def _is_hashable(fn) -> bool:
@@ -140,6 +269,9 @@ def _getattr(hooks, obj, name, *default):
     try:
         value = getattr(obj, name)
     except AttributeError:
+        stored = hooks.missing_attr(obj, name)
+        if stored is not NotImplemented:
+            return stored
         if default:
             return default[0]
         raise
@@ -167,6 +299,21 @@ def _is_compiling(hooks, *args, **kwargs):
     return True
 
 
+def _hasattr(hooks, obj, name):
+    stored = hooks.stores.get((id(obj), name))
+    if stored is not None:
+        return stored[2] is not _DELETED
+    return hasattr(obj, name)
+
+
+def _setattr(hooks, obj, name, value):
+    hooks.store_attr(obj, name, value)
+
+
+def _delattr(hooks, obj, name):
+    hooks.delete_attr(obj, name)
+
+
 def _vmap(hooks, fn, *args, **kwargs):
     return Vmapped(lambda f, f_args: interpret(f, f_args, {}, hooks), fn, *args, **kwargs)
 
@@ -178,6 +325,9 @@ _SPECIAL_LOOKASIDES = {
     torch.func.vmap: _vmap,
     builtins.isinstance: _isinstance,
     builtins.getattr: _getattr,
+    builtins.hasattr: _hasattr,
+    builtins.setattr: _setattr,
+    builtins.delattr: _delattr,
     builtins.type: _type,
     torch._C._set_grad_enabled: _set_grad_enabled,
 }
@@ -200,19 +350,35 @@ def _signature_names(fn, args, kwargs) -> list[str]:
 
 class AcquiredProgram(types.SimpleNamespace):
     """What acquisition produces: ``computation`` (a Trace returning the program's flattened
-    outputs), ``output_spec`` (how to rebuild the program's output from them), ``prologue``, and
-    ``inputs``: the values of the computation's inputs for the call that was acquired."""
+    outputs, then the tensors the epilogue stores), ``output_spec`` (how to rebuild the program's
+    output from the first ``num_outputs`` of them), ``prologue``, ``epilogue`` (None when the
+    program assigned no attribute of a lasting object), and ``inputs``: the values of the
+    computation's inputs for the call that was acquired."""
 
 
-def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None) -> AcquiredProgram:
-    """Interprets ``fn(*args, **kwargs)`` and returns its computation trace and prologue."""
+class AcquisitionFailed(Exception):
+    """Raised by ``acquire`` with ``keep_partial=True``: ``error`` is what stopped acquisition and
+    ``prologue`` checks everything the program read before it, so a later call that passes it
+    would stop at the same place (``thunder.compile(..., fallback="eager")`` caches that)."""
+
+    def __init__(self, error, prologue):
+        super().__init__(str(error))
+        self.error = error
+        self.prologue = prologue
+
+
+def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None, sharp_edges=None,
+            keep_partial=False) -> AcquiredProgram:
+    """Interprets ``fn(*args, **kwargs)`` and returns its computation trace, prologue and epilogue."""
     trace = Trace("computation")
     trace.stage = "acquired"
     trace.source_provider = _user_source
     prologue = PrologueBuilder(trace)
-    hooks = AcquisitionHooks(trace, prologue, module, lookasides or {})
+    hooks = AcquisitionHooks(trace, prologue, module, lookasides or {}, sharp_edges)
+    trace.top_level_call_hook = hooks.autocast.rewrite_call
 
     prologue.grad_mode_guard(torch.is_grad_enabled())
+    hooks.autocast.prologue_guard(prologue)
     prologue.know_closure(fn, (prologue.constant(fn), ""))
     flat, spec = tree_flatten((args, kwargs))
     names = _signature_names(signature_fn or fn, args, kwargs)
@@ -229,6 +395,8 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
             proxied.append(proxy)
         else:
             prologue.value_guard(path, leaf)
+            if not isinstance(leaf, (bool, int, float, complex, str, type(None))):
+                prologue.know(leaf, path)  # its attributes are located (and assignable) through it
             proxied.append(leaf)
     pargs, pkwargs = tree_unflatten(proxied, spec)
 
@@ -236,13 +404,42 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
     try:
         with tracing(trace):
             result = interpret(fn, pargs, pkwargs, hooks)
+    except AcquisitionError as e:
+        if keep_partial:
+            raise AcquisitionFailed(e, prologue.build()) from e
+        raise
     finally:
         hooks.finished = True
+        trace.top_level_call_hook = None
         torch._C._set_grad_enabled(grad_enabled)
     flat_out, out_spec = tree_flatten(result)
-    trace.output = tuple(flat_out)
+    stored_tensors, epilogue = _epilogue(hooks, prologue)
+    trace.output = tuple(flat_out) + tuple(stored_tensors)
     return AcquiredProgram(computation=trace, prologue=prologue.build(), output_spec=out_spec,
-                           inputs=hooks.inputs)
+                           inputs=hooks.inputs, epilogue=epilogue, num_outputs=len(flat_out))
+
+
+def _epilogue(hooks, prologue):
+    """The epilogue replaying the program's stores: (the proxies it needs from the computation,
+    the built epilogue or None)."""
+    if not hooks.stores:
+        return [], None
+    values: list = []
+    stores = []
+    for obj, name, value in hooks.stores.values():
+        if value is _DELETED:
+            stores.append((obj, name, None, None, True))
+            continue
+        leaves, spec = tree_flatten(value)
+        indices = []
+        for leaf in leaves:
+            if isinstance(leaf, Proxy):
+                indices.append(len(values))
+                values.append(leaf)
+            else:
+                indices.append(None)
+        stores.append((obj, name, (leaves, spec, indices), None, False))
+    return values, prologue.build_epilogue(stores)
 
 
 def _user_source():

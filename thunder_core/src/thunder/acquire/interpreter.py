@@ -101,6 +101,20 @@ class InterpreterHooks:
         """Whether a Python function should be interpreted (True) or called natively."""
         return True
 
+    def store_attr(self, obj, name: str, value) -> None:
+        """``obj.name = value`` in the interpreted program (STORE_ATTR). A compiler overrides this
+        to defer stores to objects that outlive the call (they become an epilogue)."""
+        setattr(obj, name, value)
+
+    def delete_attr(self, obj, name: str) -> None:
+        """``del obj.name`` in the interpreted program (DELETE_ATTR)."""
+        delattr(obj, name)
+
+    def missing_attr(self, obj, name: str):
+        """Reading ``obj.name`` raised AttributeError: a value for it (one the program stored,
+        which ``store_attr`` deferred), or NotImplemented to raise that error."""
+        return NotImplemented
+
 
 class AcquisitionError(Exception):
     """Base of the compiler's own errors. User try/except blocks in interpreted code do not catch
@@ -1469,7 +1483,12 @@ def _op_setup_annotations(frame, arg):
 # -- attributes -----------------------------------------------------------------------------------
 
 def _load_attr(frame, obj, name):
-    value = getattr(obj, name)
+    try:
+        value = getattr(obj, name)
+    except AttributeError:
+        value = frame.ctx.hooks.missing_attr(obj, name)
+        if value is NotImplemented:
+            raise
     on_load = frame.ctx.on_load
     if on_load is not None:
         value = on_load(value, Origin("attr", obj, name))
@@ -1533,11 +1552,11 @@ def _op_load_super_attr_null_after(frame, arg):
 def _op_store_attr(frame, name):
     stack = frame.stack
     obj = stack.pop()
-    setattr(obj, name, stack.pop())
+    frame.ctx.hooks.store_attr(obj, name, stack.pop())
 
 
 def _op_delete_attr(frame, name):
-    delattr(frame.stack.pop(), name)
+    frame.ctx.hooks.delete_attr(frame.stack.pop(), name)
 
 
 # -- operators ------------------------------------------------------------------------------------

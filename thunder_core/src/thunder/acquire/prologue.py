@@ -27,7 +27,7 @@ import types
 from dataclasses import dataclass
 
 import torch
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from thunder.acquire.interpreter import Origin
 
@@ -65,6 +65,17 @@ class Prologue:
         except Exception as e:
             return f"an exception while fetching inputs: {type(e).__name__}: {e}"
         return lines[result].strip() if isinstance(result, int) else None
+
+    def __str__(self) -> str:
+        return self.source
+
+
+class Epilogue:
+    """A built epilogue: the program's attribute stores, replayed after each run."""
+
+    def __init__(self, source: str, fn):
+        self.source = source
+        self.fn = fn
 
     def __str__(self) -> str:
         return self.source
@@ -220,6 +231,42 @@ class PrologueBuilder:
         self.lines.append("_leaves, _spec = _tree_flatten((args, kwargs))")
         self.lines.append(f"if _spec != {self.constant(spec)}: return None")
         return [("_leaves", f"[{i}]") for i in range(len(flat))]
+
+    # -- the epilogue ---------------------------------------------------------------------------
+    def path(self, key) -> str:
+        """A self-contained expression for a located object (no locals of the prologue)."""
+        if isinstance(key, str):
+            return key
+        node = self._nodes[key]
+        return f"{self.path(node.parent)}{node.accessor}"
+
+    def build_epilogue(self, stores) -> Epilogue:
+        """A function ``epilogue(args, kwargs, module, values)`` that replays the program's
+        attribute stores after the computation ran, locating each object as the prologue does.
+        ``stores``: (obj, name, (leaves, spec, indices into values) or None, _, deleted)."""
+        lines = []
+        for obj, name, flat, _, deleted in stores:
+            target = self.path(id(obj))
+            if deleted:
+                lines.append(f"_delattr({target}, {name!r})")
+                continue
+            leaves, spec, indices = flat
+            items = [f"values[{i}]" if i is not None else self.constant(leaf) for leaf, i in zip(leaves, indices)]
+            if spec.num_leaves == 1 and spec.num_nodes == 1:
+                value = items[0]
+            else:
+                value = f"_tree_unflatten([{', '.join(items)}], {self.constant(spec)})"
+            lines.append(f"_setattr({target}, {name!r}, {value})")
+        body = ["def epilogue(args, kwargs, module, values):"]
+        if any("_leaves" in line for line in lines):
+            body.append("  _leaves = _tree_flatten((args, kwargs))[0]")
+        body += [f"  {line}" for line in lines]
+        source = "\n".join(body) + "\n"
+        filename = f"<thunder epilogue {id(self)}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        namespace = dict(self.constants, _setattr=setattr, _delattr=delattr, _tree_unflatten=tree_unflatten)
+        exec(compile(source, filename, "exec"), namespace)
+        return Epilogue(source, namespace["epilogue"])
 
     # -- output ---------------------------------------------------------------------------------
     def build(self) -> Prologue:

@@ -57,6 +57,9 @@ class Symbol:
     def __call__(self, *args, **kwargs):
         trace = current_trace()
         top_level = trace.recording_top_level
+        if top_level and getattr(trace, "top_level_call_hook", None) is not None:
+            # acquisition rewrites calls made under a region's policy (autocast casts)
+            args, kwargs = trace.top_level_call_hook(self, args, kwargs)
         with trace.scope() as subsymbols:
             output = self.fn(*args, **kwargs)
         source = trace.source_provider() if top_level and trace.source_provider else None

@@ -1,0 +1,354 @@
+"""Acquisition without graph breaks: attribute and buffer updates (the epilogue), grad-mode and
+autocast regions, in-place ops and views, the eager fallback, sharp-edge reports. Every test
+compares the compiled program with eager PyTorch: outputs, gradients and the state left behind."""
+
+import copy
+import logging
+import random
+import time
+import warnings
+
+import pytest
+import thunder
+import torch
+from torch import nn
+
+# -- the epilogue: attribute and buffer updates inside forward -----------------------------------
+
+
+class Stateful(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 3)
+        self.register_buffer("running_mean", torch.zeros(3))
+        self.register_buffer("ema", torch.zeros(3))
+        self.step = 0
+        self.last_batch = None
+
+    def forward(self, x):
+        y = self.lin(x)
+        self.step += 1
+        self.running_mean.mul_(0.9).add_(y.mean(0).detach() * 0.1)  # in place
+        self.ema = 0.5 * self.ema + 0.5 * y.mean(0).detach()          # a registered buffer reassigned
+        self.cache = y                                                 # a new attribute
+        self.last_batch = x.shape[0]
+        return y * self.step
+
+
+def _assert_same_state(a, b):
+    assert a.step == b.step
+    assert a.last_batch == b.last_batch
+    torch.testing.assert_close(a.running_mean, b.running_mean)
+    torch.testing.assert_close(a.ema, b.ema)
+    assert "ema" in a._buffers and isinstance(a.ema, torch.Tensor)
+    torch.testing.assert_close(a.cache, b.cache)
+    assert type(a.cache) is torch.Tensor
+
+
+def test_attribute_and_buffer_updates_match_eager_over_calls():
+    eager = Stateful()
+    model = copy.deepcopy(eager)
+    tm = thunder.compile(model)
+    for batch in (2, 2, 5, 2):
+        x = torch.randn(batch, 3)
+        with torch.no_grad():
+            torch.testing.assert_close(tm(x), eager(x))
+        _assert_same_state(model, eager)
+    assert "_setattr" in str(tm._thunder_compiled.last_entry.epilogue)
+
+
+class LastShape(nn.Module):
+    """No Python value read, only written: cache hits must still replay the store."""
+
+    def forward(self, x):
+        self.last = x.shape[0]
+        self.seen = x.sum()
+        return x * 2
+
+
+def test_stores_are_replayed_on_cache_hits():
+    m = LastShape()
+    tm = thunder.compile(m)
+    for n in (2, 4, 2, 4):
+        x = torch.randn(n)
+        tm(x)
+        assert m.last == n
+        torch.testing.assert_close(m.seen, x.sum())
+    assert thunder.cache_misses(tm) == 2 and thunder.cache_hits(tm) == 2
+
+
+class ReadBack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = 2.0
+
+    def forward(self, x):
+        old = self.scale
+        self.scale = self.scale + 1.0   # later reads see the new value, the prologue checks the old
+        y = x * self.scale
+        if not hasattr(self, "extra"):
+            self.extra = 10.0
+        return y + old + self.extra
+
+
+def test_reads_after_a_store_see_it_and_mutated_values_retrace():
+    eager, model = ReadBack(), ReadBack()
+    tm = thunder.compile(model)
+    x = torch.ones(2)
+    for _ in range(3):
+        torch.testing.assert_close(tm(x), eager(x))
+        assert model.scale == eager.scale and model.extra == eager.extra
+    assert thunder.cache_misses(tm) == 3  # each call sees a different scale: a new program
+
+
+def test_stores_to_argument_objects_and_deletes():
+    class State:
+        pass
+
+    def f(state, x):
+        state.total = x.sum()
+        state.calls = getattr(state, "calls", 0) + 1
+        del state.scratch
+        return x + 1
+
+    cf = thunder.compile(f)
+    s = State()
+    s.scratch = 1
+    x = torch.randn(3)
+    cf(s, x)
+    torch.testing.assert_close(s.total, x.sum())
+    assert s.calls == 1 and not hasattr(s, "scratch")
+
+
+def test_buffer_update_with_gradients():
+    eager = Stateful()
+    model = copy.deepcopy(eager)
+    tm = thunder.compile(model)
+    x = torch.randn(4, 3)
+    tm(x).sum().backward()
+    eager(x).sum().backward()
+    _assert_same_state(model, eager)
+    for p, q in zip(model.parameters(), eager.parameters()):
+        torch.testing.assert_close(p.grad, q.grad)
+
+
+# -- grad mode and autocast regions --------------------------------------------------------------
+
+def _grads_both(fn, *shapes):
+    inputs = [torch.randn(s, requires_grad=True) for s in shapes]
+    copies = [t.detach().clone().requires_grad_() for t in inputs]
+    expected = fn(*inputs)
+    actual = thunder.compile(fn)(*copies)
+    torch.testing.assert_close(actual, expected)
+    assert actual.requires_grad == expected.requires_grad
+    expected.sum().backward()
+    actual.sum().backward()
+    for a, e in zip(copies, inputs):
+        torch.testing.assert_close(a.grad, e.grad)
+    return actual
+
+
+def test_no_grad_region_gets_no_gradient():
+    def f(x, w):
+        with torch.no_grad():
+            scale = (x * w).sum()   # a constant for autodiff
+            assert not scale.requires_grad
+        with torch.enable_grad():
+            y = x * 2
+        return y * scale + w
+
+    _grads_both(f, (4,), (4,))
+
+
+def test_values_from_no_grad_do_not_require_grad():
+    def f(x):
+        with torch.no_grad():
+            return x * 2
+
+    y = thunder.compile(f)(torch.randn(3, requires_grad=True))
+    assert not y.requires_grad
+
+
+def test_enable_grad_inside_no_grad_call():
+    def f(x):
+        with torch.enable_grad():
+            return x.sin()
+
+    x = torch.randn(3, requires_grad=True)
+    with torch.no_grad():
+        y = thunder.compile(f)(x)
+    assert y.requires_grad
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, x.detach().cos())
+
+
+def autocast_program(x, w, b):
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = x @ w                                    # lower precision
+        z = torch.nn.functional.linear(y, w, b)      # lower precision
+        s = torch.softmax(z, -1) + y                 # bf16 in, bf16 out (CPU list)
+        loss = torch.nn.functional.mse_loss(s, x)    # float32 list
+    return s, loss, x @ w                            # outside: float32
+
+
+def test_autocast_region_matches_eager_dtypes_values_and_gradients():
+    inputs = [torch.randn(4, 4, requires_grad=True), torch.randn(4, 4, requires_grad=True),
+              torch.randn(4, requires_grad=True)]
+    copies = [t.detach().clone().requires_grad_() for t in inputs]
+    cf = thunder.compile(autocast_program)
+    expected, actual = autocast_program(*inputs), cf(*copies)
+    assert [t.dtype for t in actual] == [t.dtype for t in expected] == [torch.bfloat16, torch.float32,
+                                                                       torch.float32]
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, atol=1e-2, rtol=1e-2)
+    sum(t.float().sum() for t in expected).backward()
+    sum(t.float().sum() for t in actual).backward()
+    for a, e in zip(copies, inputs):
+        torch.testing.assert_close(a.grad, e.grad, atol=5e-2, rtol=5e-2)
+    assert "bfloat16" in str(thunder.last_traces(cf)[0])
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_autocast_around_the_compiled_call_is_part_of_the_cache_key():
+    lin = nn.Linear(4, 4)
+    tm = thunder.compile(lin)
+    x = torch.randn(2, 4)
+    assert tm(x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = tm(x)
+        assert y.dtype == torch.bfloat16
+        torch.testing.assert_close(y, lin(x))
+    assert tm(x).dtype == torch.float32
+    assert thunder.cache_misses(tm) == 2
+
+
+# -- in-place ops and views ----------------------------------------------------------------------
+
+def _inplace_both(fn, *inputs):
+    a, b = [t.clone() for t in inputs], [t.clone() for t in inputs]
+    expected, actual = fn(*a), thunder.compile(fn)(*b)
+    torch.testing.assert_close(actual, expected)
+    for x, y in zip(b, a):
+        torch.testing.assert_close(x, y)  # inputs mutated exactly as eager mutates them
+
+
+def test_inplace_on_inputs_and_their_views():
+    def add_to_input(x):
+        before = x * 2
+        x.add_(1)
+        return before + x * 3
+
+    def view_of_input(x):
+        v = x.view(2, 2)
+        v[0] += 1
+        v[1].mul_(2)
+        x[3:].clamp_(max=0.5)
+        return x.cos()
+
+    def copy_into(x, buf):
+        buf.copy_(x)
+        buf.mul_(2)
+        torch.nn.functional.relu(buf, inplace=True)
+        return buf.sum()
+
+    _inplace_both(add_to_input, torch.randn(3))
+    _inplace_both(view_of_input, torch.randn(4))
+    _inplace_both(copy_into, torch.randn(4), torch.zeros(4))
+
+
+def test_inplace_on_intermediates_with_gradients():
+    def f(x):
+        y = x * 1
+        y[0] = 5
+        y.mul_(2)
+        return y.sin()
+
+    _grads_both(f, (4,))
+
+
+# -- data-dependent control flow: the eager fallback ---------------------------------------------
+
+def routed(x):
+    if x.sum() > 0:      # data-dependent
+        return x * 2
+    return x - 1
+
+
+def test_data_dependent_branch_raises_without_fallback():
+    with pytest.raises(thunder.DataDependentError, match="torch.where"):
+        thunder.compile(routed)(torch.ones(3))
+
+
+def test_fallback_eager_runs_eagerly_warns_once_and_caches_the_decision():
+    cf = thunder.compile(routed, fallback="eager")
+    with pytest.warns(thunder.FallbackWarning, match="if x.sum"):
+        torch.testing.assert_close(cf(torch.ones(3)), routed(torch.ones(3)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for x in (torch.ones(3), -torch.ones(3), torch.randn(3)):
+            torch.testing.assert_close(cf(x), routed(x))
+    assert thunder.cache_misses(cf) == 1  # same path until the branch: no re-acquisition
+    cf(torch.ones(5))
+    assert thunder.cache_misses(cf) == 2
+
+
+def test_fallback_keeps_traceable_programs_compiled():
+    cf = thunder.compile(lambda x: x * 2, fallback="eager")
+    cf(torch.ones(2))
+    assert thunder.last_traces(cf)
+
+
+def test_bad_option_values_are_rejected():
+    with pytest.raises(ValueError, match="fallback"):
+        thunder.compile(routed, fallback="python")
+    with pytest.raises(ValueError, match="sharp_edges"):
+        thunder.compile(routed, sharp_edges="yes")
+
+
+# -- sharp edges ---------------------------------------------------------------------------------
+
+CONFIG = {"scale": 2.0}
+LIMIT = 3
+_log = logging.getLogger("thunder.test.sharp")
+
+
+def reads_mutable_global(x):
+    return x * CONFIG["scale"] + LIMIT   # LIMIT is a constant (guarded): no report
+
+
+def does_io(x):
+    print("hello from the traced program")
+    return x * 2
+
+
+def reads_clock(x):
+    return x * time.time()
+
+
+def draws_python_random(x):
+    return x * random.random()
+
+
+def logs(x):
+    _log.info("shape %s", x.shape)
+    return x + 1
+
+
+@pytest.mark.parametrize("fn, what", [(reads_mutable_global, "CONFIG"), (does_io, "print"),
+                                      (reads_clock, "time"), (draws_python_random, "random"),
+                                      (logs, "info")])
+def test_sharp_edges_warn_and_error(fn, what):
+    x = torch.ones(2)
+    with pytest.warns(thunder.SharpEdgeWarning, match=what) as record:
+        torch.testing.assert_close(thunder.compile(fn, sharp_edges="warn")(x), fn(x), atol=1e10, rtol=0)
+    assert "test_acquisition.py" in str(record[0].message)
+    with pytest.raises(thunder.SharpEdgeError, match=what):
+        thunder.compile(fn, sharp_edges="error")(x)
+
+
+def test_no_sharp_edges_reported_for_a_plain_module():
+    model = nn.Sequential(nn.Linear(3, 3), nn.GELU())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        thunder.compile(model, sharp_edges="error")(torch.randn(2, 3))
+        thunder.compile(reads_mutable_global)(torch.ones(2))  # off by default
