@@ -241,13 +241,15 @@ def split_for_training(trace: Trace, executors=()) -> ForwardBackward | None:
     """What a compiled call runs: None when no output needs a gradient (inference: no backward is
     built) or when the trace modifies in place a value that needs a gradient (then torch's eager
     autograd records the trace's torch operations, as before autodiff existed); otherwise the
-    forward/backward split with cheap intermediates rematerialized in the backward."""
+    forward/backward split with cheap intermediates rematerialized in the backward. In-place
+    operations on intermediates are first made out of place (``inplace.functionalize``)."""
+    from thunder.transforms.autodiff.inplace import functionalize
     from thunder.transforms.rematerialization import rematerialize
 
     if not torch.is_grad_enabled() or not needs_grad(trace):
         return None
     try:
-        split = split_forward_backward(trace, executors)
+        split = split_forward_backward(functionalize(trace), executors)
     except NotDifferentiable:
         return None
     return rematerialize(split)
