@@ -1,0 +1,156 @@
+"""Thunder bf16 vs Thunder + FP8 vs torch.compile on a litgpt Llama-3.2-1B-shaped model, one run.
+
+1. Times a training step (forward + cross-entropy + backward) of each with CUDA events (warm-up,
+   median), reporting first-call (compile) time and peak memory.
+2. Trains Thunder bf16 and Thunder + FP8 from the same initialization for ``--steps`` AdamW steps
+   on a small fixed set of sequences (so the loss really falls) and prints both loss curves.
+
+    python plugins/thunder_fp8/bench_fp8.py                    # H200: 16 layers, 1 x 2048 tokens
+    python plugins/thunder_fp8/bench_fp8.py --recipe rowwise
+    python plugins/thunder_fp8/bench_fp8.py --tiny             # CPU smoke run with FP8 emulation
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import thunder
+import thunder_fp8
+import torch
+
+
+def build(args, device, dtype):
+    from litgpt import GPT, Config
+
+    if args.tiny:
+        shape = dict(n_layer=2, n_embd=64, n_head=4, n_query_groups=2, intermediate_size=128, vocab=512, block=128)
+    else:
+        shape = dict(n_layer=args.layers, n_embd=2048, n_head=32, n_query_groups=8, intermediate_size=8192,
+                     vocab=128256, block=4096)
+    config = Config.from_name("Llama-3.2-1B", n_layer=shape["n_layer"], n_embd=shape["n_embd"],
+                              n_head=shape["n_head"], n_query_groups=shape["n_query_groups"],
+                              intermediate_size=shape["intermediate_size"], padded_vocab_size=shape["vocab"],
+                              vocab_size=shape["vocab"], block_size=shape["block"])
+    torch.manual_seed(0)
+    with torch.device(device):
+        return GPT(config).to(dtype=dtype), shape["vocab"]
+
+
+def loss_fn(model, ids):
+    logits = model(ids[:, :-1])
+    return torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), ids[:, 1:].flatten())
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_step(name, model, ids, device, iters, warmup):
+    def step():
+        loss = loss_fn(model, ids)
+        loss.backward()
+        return loss
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    sync(device)
+    t0 = time.perf_counter()
+    loss = step()
+    sync(device)
+    first = time.perf_counter() - t0
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            step()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t) * 1e3)
+    model.zero_grad(set_to_none=True)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    return dict(name=name, ms=statistics.median(times), first=first, peak=peak, loss=loss.item())
+
+
+def train(model, data, steps, lr):
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    losses = []
+    for i in range(steps):
+        loss = loss_fn(model, data[i % len(data)])
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(loss.item())
+    del opt
+    return losses
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tiny", action="store_true", help="tiny shapes on CPU with FP8 emulation (smoke run)")
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--seq", type=int, default=2048)
+    parser.add_argument("--iters", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=100)
+    parser.add_argument("--recipe", default="tensorwise", choices=["tensorwise", "delayed", "rowwise"])
+    parser.add_argument("--skip-torch-compile", action="store_true")
+    args = parser.parse_args()
+    device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
+    emulate = not thunder_fp8.fp8_supported(device)
+    if emulate and not args.tiny:
+        print("no FP8-capable GPU: running with FP8 emulation (numbers are not FP8 speed)")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    base, vocab = build(args, device, dtype)
+    seq = 64 if args.tiny else args.seq
+    iters, warmup = (2, 1) if args.tiny else (args.iters, 3)
+    ids = torch.randint(0, vocab, (1, seq + 1), device=device)
+
+    bf16_model, fp8_model = copy.deepcopy(base), copy.deepcopy(base)
+    plugin = thunder_fp8.FP8(args.recipe, emulate=emulate)
+    impls = [("thunder bf16", thunder.compile(bf16_model)),
+             ("thunder + fp8", thunder.compile(fp8_model, plugins=[plugin]))]
+    if not args.skip_torch_compile:
+        impls.append(("torch.compile", torch.compile(base)))
+    print(f"litgpt Llama-3.2-1B-like: {sum(p.numel() for p in base.parameters()) / 1e9:.2f}B params, "
+          f"batch 1 x {seq} tokens, {device}, recipe {args.recipe}, {len(plugin.converted)} FP8 linears")
+    rows = [time_step(name, fn, ids, device, iters, warmup) for name, fn in impls]
+    ref = rows[0]["ms"]
+    print(f"\n{'training step':<16}{'ms':>9}{'vs thunder bf16':>17}{'first call s':>14}{'peak GiB':>10}{'loss':>9}")
+    for r in rows:
+        print(f"{r['name']:<16}{r['ms']:>9.2f}{r['ms'] / ref:>17.3f}{r['first']:>14.1f}{r['peak']:>10.2f}"
+              f"{r['loss']:>9.4f}")
+    if device.type == "cuda":
+        final = str(thunder.last_traces(impls[1][1])[-1])
+        print(f"final FP8 trace: {final.count('fp8.scaled_mm(')} fp8.scaled_mm calls, "
+              f"{final.count('torchcompile_')} torch.compile region calls")
+
+    # a short training run: the same initialization, the same batches
+    steps = 10 if args.tiny else args.steps
+    gen = torch.Generator(device="cpu").manual_seed(1)
+    data = [torch.randint(0, vocab, (1, seq + 1), generator=gen).to(device) for _ in range(4)]
+    lr = 1e-3 if args.tiny else 3e-4
+    t0 = time.perf_counter()
+    bf16_losses = train(impls[0][1], data, steps, lr)
+    fp8_losses = train(impls[1][1], data, steps, lr)
+    print(f"\n{steps}-step AdamW run (lr {lr}, 4 fixed sequences), {time.perf_counter() - t0:.0f} s")
+    print(f"{'step':>6}{'bf16 loss':>12}{'fp8 loss':>12}{'rel diff':>10}")
+    for i in sorted({0, 1, 2, 5, 10, 20, 50, steps - 1} & set(range(steps))):
+        b, f = bf16_losses[i], fp8_losses[i]
+        print(f"{i:>6}{b:>12.4f}{f:>12.4f}{abs(f - b) / b:>10.3%}")
+    tail = max(1, steps // 10)
+    b, f = statistics.mean(bf16_losses[-tail:]), statistics.mean(fp8_losses[-tail:])
+    print(f"mean of last {tail}: bf16 {b:.4f}, fp8 {f:.4f} ({abs(f - b) / b:.2%} apart)")
+
+
+if __name__ == "__main__":
+    main()
