@@ -133,3 +133,136 @@ def test_trace_input_metadata_in_prologue(shape):
     cf = thunder.compile(lambda x: x.sum(0))
     cf(torch.randn(shape))
     assert f"x.shape == {shape}" in thunder.last_prologue(cf)
+
+
+# -- staleness on purpose: change what the program read after the first call ------------------------
+
+SETTINGS = {"scale": 2.0, "mode": "add"}
+
+
+class _Options:
+    shift = 1.0
+
+
+OPTIONS = _Options()
+
+
+def test_global_dict_entries_and_global_object_attributes_are_not_served_stale():
+    def f(x):
+        y = x * SETTINGS["scale"] + OPTIONS.shift
+        return y + 1 if SETTINGS["mode"] == "add" else y - 1
+
+    cf = thunder.compile(f)
+    x = torch.ones(3)
+    torch.testing.assert_close(cf(x), f(x))
+    try:
+        SETTINGS["scale"] = 3.0
+        torch.testing.assert_close(cf(x), f(x))
+        SETTINGS["mode"] = "sub"
+        torch.testing.assert_close(cf(x), f(x))
+        OPTIONS.shift = -4.0
+        torch.testing.assert_close(cf(x), f(x))
+    finally:
+        SETTINGS.update(scale=2.0, mode="add")
+        OPTIONS.shift = 1.0
+
+
+def test_closure_cell_holding_an_object_and_nested_closures():
+    opts = _Options()
+    opts.shift = 1.0
+    power = 2
+
+    def inner(x):
+        return x ** power + opts.shift
+
+    def outer(x):
+        return inner(x) * 2
+
+    cf = thunder.compile(outer)
+    x = torch.arange(3.0)
+    torch.testing.assert_close(cf(x), outer(x))
+    opts.shift = 5.0
+    torch.testing.assert_close(cf(x), outer(x))
+    power = 3  # noqa: F841 (read through inner's closure cell)
+    torch.testing.assert_close(cf(x), outer(x))
+
+
+class Configured(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.lin = nn.Linear(4, 4)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        y = self.drop(self.lin(x))
+        y = torch.relu(y) if self.config.act == "relu" else torch.tanh(y)
+        return y * self.config.scale if self.config.use_scale else y
+
+
+def test_config_object_fields_and_training_mode_are_not_served_stale():
+    class Config:
+        act, scale, use_scale = "relu", 2.0, True
+
+    m = Configured(Config())
+    m.eval()
+    tm = thunder.compile(m)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(tm(x), m(x))
+    for field_name, value in (("act", "tanh"), ("scale", 0.5), ("use_scale", False)):
+        setattr(m.config, field_name, value)
+        torch.testing.assert_close(tm(x), m(x))
+    m.config = Config()  # a new config object with the original values
+    torch.testing.assert_close(tm(x), m(x))
+    tm.train()  # dropout becomes active: outputs differ from the eval program's
+    y = tm(x)
+    assert (y == 0).any() or not torch.allclose(y, m.eval()(x))
+
+
+def test_python_scalar_bool_string_none_and_list_arguments():
+    def f(x, k, flag, how, bias, sizes):
+        y = x * k
+        if flag:
+            y = y + 1
+        y = y.sum(0) if how == "sum" else y.mean(0)
+        if bias is not None:
+            y = y + bias
+        return y * len(sizes)
+
+    cf = thunder.compile(f)
+    x, b = torch.randn(3, 2), torch.randn(2)
+    calls = [(x, 2, True, "sum", None, [1]), (x, 3, True, "sum", None, [1]), (x, 3, False, "sum", None, [1]),
+             (x, 3, False, "mean", None, [1]), (x, 3, False, "mean", b, [1]), (x, 3, False, "mean", b, [1, 2]),
+             (x, 2, True, "sum", None, [1])]
+    for args in calls:
+        torch.testing.assert_close(cf(*args), f(*args))
+    assert thunder.cache_hits(cf) == 1  # only the last call repeats an earlier one
+
+
+def test_tensor_metadata_changes_retrace():
+    def f(x):
+        return (x * 2).sum(-1)
+
+    cf = thunder.compile(f)
+    base = torch.randn(2, 3)
+    variants = [base, base.double(), torch.randn(5, 3), base.clone().requires_grad_(), base.to(torch.bfloat16),
+                torch.randn(2, 3, 1).squeeze(-1), base.to("meta")]
+    for x in variants:
+        y = cf(x)
+        assert y.dtype == f(x).dtype and y.shape == f(x).shape and y.device == x.device
+        assert y.requires_grad == x.requires_grad
+        if x.device.type != "meta":
+            torch.testing.assert_close(y, f(x))
+    assert thunder.cache_misses(cf) == len(variants) - 1  # the squeezed view matches the first entry
+
+
+def test_module_attribute_written_outside_is_seen():
+    m = Branchy()
+    tm = thunder.compile(m)
+    x = torch.randn(2, 4)
+    tm(x)
+    m.mode = "triple"
+    torch.testing.assert_close(tm(x), m(x))
+    with torch.no_grad():
+        m.lin.weight.mul_(2)  # in-place parameter change: same program, new values
+    torch.testing.assert_close(tm(x), m(x))

@@ -40,3 +40,43 @@ def test_shape_errors_are_reported_like_torch():
 def test_compile_rejects_non_callables():
     with pytest.raises(TypeError, match="function or an nn.Module"):
         thunder.compile(3)
+
+
+class _Inner(torch.nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+
+    def forward(self, x):
+        if self.how == "unsupported":
+            return torch.tensor(x.tolist())  # inner-unsupported
+        if x.max() > 0:  # inner-branch
+            return x
+        return -x
+
+
+class _Outer(torch.nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.block = torch.nn.Sequential(torch.nn.Identity(), _Inner(how))
+
+    def forward(self, x):
+        return self.block(x * 2) + 1  # outer-call
+
+
+@pytest.mark.parametrize("how, error, inner_line", [
+    ("unsupported", thunder.UnsupportedOpError, "inner-unsupported"),
+    ("branch", thunder.DataDependentError, "inner-branch")])
+def test_errors_in_nested_modules_show_the_users_stack(how, error, inner_line):
+    with pytest.raises(error) as info:
+        thunder.compile(_Outer(how))(torch.randn(3))
+    notes = "\n".join(getattr(info.value, "__notes__", []))
+    # the user's frames, outermost first, with file:line and the source of each line
+    outer_at = notes.index("# outer-call")
+    inner_at = notes.index(f"# {inner_line}")
+    assert outer_at < inner_at
+    assert notes.count("test_errors.py") >= 2 and "in forward" in notes
+    if how == "unsupported":
+        assert "Tensor.tolist" in str(info.value)
+    else:
+        assert "torch.where" in str(info.value)

@@ -83,3 +83,22 @@ def test_vit():
                                                  num_attention_heads=4, image_size=32, patch_size=8))
     tm = thunder.compile(model)
     _check(model, tm, pixel_values=torch.randn(2, 3, 32, 32))
+
+
+MIXTRAL = ("MixtralConfig", "MixtralForCausalLM", dict(COMMON, num_key_value_heads=2, num_local_experts=4,
+                                                       num_experts_per_tok=2))
+
+
+def test_mixtral_routing_is_data_dependent_and_runs_with_the_eager_fallback():
+    model = _build(*MIXTRAL)
+    ids = torch.randint(0, 256, (2, 12))
+    # expert routing selects tokens with nonzero()/where() on router outputs: not traceable
+    with pytest.raises(thunder.DataDependentError, match="nonzero") as info:
+        with torch.no_grad():
+            thunder.compile(model)(input_ids=ids)
+    assert "modeling_mixtral.py" in "\n".join(info.value.__notes__)
+    tm = thunder.compile(model, fallback="eager")
+    with pytest.warns(thunder.FallbackWarning, match="nonzero"):
+        _check(model, tm, input_ids=ids)
+    _check(model, tm, input_ids=ids)  # the same path: eager again, no new acquisition, no warning
+    assert (thunder.cache_misses(tm), thunder.cache_hits(tm)) == (1, 1)
