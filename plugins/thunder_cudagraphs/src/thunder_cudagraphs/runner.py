@@ -45,9 +45,11 @@ class GraphCache:
     def __init__(self, limit: int):
         self.limit = limit
         self.slots: collections.OrderedDict = collections.OrderedDict()  # id(slot) -> (runner ref, slot)
+        self.output_ptrs: set[int] = set()  # addresses of live graphs' static outputs
 
     def add(self, runner, slot) -> None:
         self.slots[id(slot)] = (weakref.ref(runner), slot)
+        self.output_ptrs.update(slot.output_ptrs)
         while len(self.slots) > self.limit:
             _, (ref, old) = self.slots.popitem(last=False)
             owner = ref()
@@ -58,13 +60,15 @@ class GraphCache:
         self.slots.move_to_end(id(slot))
 
     def forget(self, slot) -> None:
-        self.slots.pop(id(slot), None)
+        if self.slots.pop(id(slot), None) is not None:
+            self.output_ptrs.difference_update(slot.output_ptrs)
 
 
 class _Slot:
     """One captured graph with its static inputs and outputs."""
 
-    __slots__ = ("graph", "adopted", "private", "copy_back", "outputs", "alive_checks", "plan", "host_fn")
+    __slots__ = ("graph", "adopted", "private", "copy_back", "outputs", "alive_checks", "plan", "host_fn",
+                 "output_ptrs")
 
     def replay(self, args):
         for i, buf, writer, ptr in self.private:
@@ -97,7 +101,7 @@ class GraphRunner:
         self.captures = 0
         self.replays = 0
         self.eager_calls = 0
-        self.warm_ptrs: list | None = None
+        self.prev_ptrs: list | None = None
         self.copied: set[int] = set()  # input positions that get private buffers
         self.disabled: str | None = None
         self._warned_busy = False
@@ -128,25 +132,30 @@ class GraphRunner:
         if self.disabled is not None:
             return self._eager(args)
         ptrs = [a.data_ptr() if isinstance(a, torch.Tensor) else None for a in args]
-        if self.warm_ptrs is None or self.calls <= self.warmup:
-            if self.warm_ptrs is not None:
-                self.copied |= {i for i, (p, q) in enumerate(zip(ptrs, self.warm_ptrs)) if p != q}
-            self.warm_ptrs = ptrs
+        prev, self.prev_ptrs = self.prev_ptrs, ptrs
+        if prev is None or self.calls <= self.warmup:
             return self._eager(args)
-        # inputs that moved since warm-up, or since the capture of a slot, are copied from now on
-        self.copied |= {i for i, (p, q) in enumerate(zip(ptrs, self.warm_ptrs)) if p != q}
-        for slot in list(self.slots):
-            moved = {i for i, ptr in slot.adopted if args[i].data_ptr() != ptr}
+        # Inputs that moved since the last call are copied from now on, except those living in
+        # another graph's static outputs (the forward's residuals read by the backward graph):
+        # their addresses stay put as long as that graph does.
+        graph_memory = self.cache.output_ptrs
+        self.copied |= {i for i, (p, q) in enumerate(zip(ptrs, prev)) if p != q and p not in graph_memory}
+        stale = []
+        for slot in self.slots:
+            moved = {i for i, ptr in slot.adopted if ptrs[i] != ptr}
             if moved:
-                self.copied |= moved
-                self.drop(slot)  # its baked addresses are stale
+                stale.append(slot)
+                self.copied |= {i for i in moved if ptrs[i] not in graph_memory}
         if len(self.slots) >= self.max_slots:
-            if not self._warned_busy:
-                self._warned_busy = True
-                warnings.warn(f"thunder-cudagraphs: {self.info.name}: outputs of {len(self.slots)} earlier "
-                              f"calls are still referenced, so this call runs without a CUDA graph (keep "
-                              f"fewer results alive, or raise the option cudagraphs_max_slots)", stacklevel=2)
-            return self._eager(args)
+            if stale:
+                self.drop(stale[0])  # its baked addresses do not match this call
+            else:
+                if not self._warned_busy:
+                    self._warned_busy = True
+                    warnings.warn(f"thunder-cudagraphs: {self.info.name}: outputs of {len(self.slots)} earlier "
+                                  f"calls are still referenced, so this call runs without a CUDA graph (keep "
+                                  f"fewer results alive, or raise the option cudagraphs_max_slots)", stacklevel=2)
+                return self._eager(args)
         if self.captures >= self.max_captures:
             self.disabled = (f"inputs keep changing address ({self.captures} captures); running without "
                              f"CUDA graphs")
@@ -233,6 +242,7 @@ class GraphRunner:
                 plan.append(2)
                 tracked[o.untyped_storage()._cdata] = o
         slot.plan = plan
+        slot.output_ptrs = {o.data_ptr() for o in tracked.values()}
         del outputs, static
         # use counts with only this slot holding the outputs: a higher count means a caller holds some
         slot.alive_checks = [(cdata, _use_count(cdata)) for cdata in tracked]
