@@ -344,3 +344,72 @@ def test_rematerialization_saves_less_than_all_intermediates():
     saved = thunder.last_traces(cf)[-1].output[1]
     # gelu's internal values (erf term...) are recomputed from h, not saved
     assert len(saved) <= 2, [p.name for p in saved]
+
+
+def _saved_activation_numel(tm):
+    """Elements of the values the forward saves for the backward, parameters and inputs excluded."""
+    final = thunder.last_traces(tm)[-1]
+    inputs = {a.name for a in final.args}
+    return sum(p.numel() for p in final.output[1] if hasattr(p, "numel") and p.name not in inputs)
+
+
+def test_torch_utils_checkpoint_in_user_code():
+    import torch.utils.checkpoint as cp
+
+    lin = nn.Linear(8, 8)
+
+    def f(x):
+        return cp.checkpoint(lambda y: lin(y).tanh(), x, use_reentrant=False).sum()
+
+    cf = thunder.compile(f)
+    x = torch.randn(3, 8, requires_grad=True)
+    expected = torch.autograd.grad(f(x), [x, lin.weight, lin.bias])
+    actual = torch.autograd.grad(cf(x), [x, lin.weight, lin.bias])
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, **F32)
+    # nothing computed inside the region is saved: tanh's output is recomputed in the backward
+    assert _saved_activation_numel(cf) == 0
+    assert "torch.tanh" in str(thunder.last_backward_traces(cf)[-1])
+
+
+def test_checkpoint_option_recomputes_marked_blocks():
+    model = _tiny_gpt(**LITGPT_CONFIGS["llama-like"])
+    idx = torch.randint(0, 128, (2, 16))
+    plain = thunder.compile(copy.deepcopy(model))
+    _gpt_loss(plain, idx).backward()
+    reference = copy.deepcopy(model)
+    tm = thunder.compile(model, checkpoint=litgpt.model.Block)
+    _gpt_loss(tm, idx).backward()
+    _gpt_loss(reference, idx).backward()
+    assert_grads_match(model, reference)
+    assert _saved_activation_numel(tm) * 3 < _saved_activation_numel(plain)
+    assert "forward" not in model.transformer.h[0].__dict__  # the module is left as it was
+    # a predicate selects the same blocks
+    tm2 = thunder.compile(copy.deepcopy(reference), checkpoint=lambda name, m: name.startswith("transformer.h."))
+    _gpt_loss(tm2, idx).backward()
+    assert _saved_activation_numel(tm2) == _saved_activation_numel(tm)
+
+
+def test_checkpointed_dropout_keeps_the_forward_mask():
+    model = nn.Sequential(nn.Sequential(nn.Linear(8, 32), nn.GELU(), nn.Dropout(0.3), nn.Linear(32, 8)),
+                          nn.Linear(8, 1))
+    reference = copy.deepcopy(model)
+    tm = thunder.compile(model, checkpoint=lambda name, m: name == "0")
+    x = torch.randn(16, 8)
+    torch.manual_seed(3)
+    expected = reference(x)
+    expected.sum().backward()
+    torch.manual_seed(3)
+    actual = tm(x)
+    actual.sum().backward()
+    torch.testing.assert_close(actual, expected, **F32)
+    assert_grads_match(model, reference)
+
+
+def test_hugging_face_gradient_checkpointing():
+    config_name, model_name, kwargs = HF_MODELS["llama"]
+    model = getattr(transformers, model_name)(getattr(transformers, config_name)(**kwargs)).train()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    ids = torch.randint(0, 256, (2, 12))
+    tm, _ = train_step_both(model, lambda m, ids: m(input_ids=ids, labels=ids).loss, ids)
+    assert "torch.nn.functional.linear" in str(thunder.last_backward_traces(tm)[-1])  # recomputed

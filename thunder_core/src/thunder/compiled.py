@@ -27,6 +27,7 @@ from thunder.executors.claim import claim_operators, fuse_regions
 from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
 from thunder.transforms.autodiff import split_for_training, training_callable
+from thunder.transforms.checkpoint import checkpointed_forwards
 from thunder.transforms.dce import dce
 from thunder.transforms.deletion import insert_dels
 
@@ -36,6 +37,9 @@ CORE_OPTIONS = {
                 "unsupported op) runs eagerly, with a FallbackWarning once, instead of raising",
     "sharp_edges": "'warn' or 'error': report programs that read mutable globals or do I/O (print, "
                    "open, time, random, logging) while acquired, which the compiled program won't repeat",
+    "checkpoint": "activation checkpointing of submodules: a module class or tuple of classes, a predicate "
+                  "(qualified_name, module) -> bool, or True (children of ModuleLists); their forward's "
+                  "intermediates are recomputed in the backward instead of saved",
 }
 
 
@@ -175,16 +179,19 @@ class CompiledFunction:
             lookasides = {}
             for mapping in pm.hook.thunder_lookasides(options=options):
                 lookasides.update(mapping or {})
-            program = acquire(self.fn, args, kwargs, module=self.module, lookasides=lookasides,
-                              signature_fn=_signature_source(self.fn, self.module),
-                              sharp_edges=None if options.get("sharp_edges") == "allow" else options.get("sharp_edges"),
-                              keep_partial=options.get("fallback") == "eager")
+            with checkpointed_forwards(self.module, options.get("checkpoint")):
+                program = acquire(self.fn, args, kwargs, module=self.module, lookasides=lookasides,
+                                  signature_fn=_signature_source(self.fn, self.module),
+                                  sharp_edges=None if options.get("sharp_edges") == "allow"
+                                  else options.get("sharp_edges"),
+                                  keep_partial=options.get("fallback") == "eager")
         traces = [program.computation]
         trace = chain(pm, "thunder_transform_trace", program.computation, stage="acquired", options=options)
         traces.append(trace)
         trace = dce(trace)
         traces.append(trace)
-        split = split_for_training(trace)  # None: no gradient needed, or eager autograd's fallback
+        # None: no gradient needed, or eager autograd's fallback
+        split = split_for_training(trace, self.executors_for(trace))
         backward_traces = []
         if split is None:
             fn, lowered = self.lower(trace)

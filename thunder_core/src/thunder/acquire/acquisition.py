@@ -29,6 +29,7 @@ import types
 import warnings
 
 import torch
+import torch.utils.checkpoint
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 import thunder.torch as ltorch
@@ -318,7 +319,16 @@ def _vmap(hooks, fn, *args, **kwargs):
     return Vmapped(lambda f, f_args: interpret(f, f_args, {}, hooks), fn, *args, **kwargs)
 
 
+def _checkpoint(hooks, function, *args, **kwargs):
+    """``torch.utils.checkpoint.checkpoint``: ``function`` interpreted inline, its operations marked
+    for recomputation in the backward (``thunder.transforms.checkpoint``)."""
+    from thunder.transforms.checkpoint import interpret_checkpointed
+
+    return interpret_checkpointed(hooks.trace, lambda f, a, k: interpret(f, a, k, hooks), function, args, kwargs)
+
+
 _SPECIAL_LOOKASIDES = {
+    torch.utils.checkpoint.checkpoint: _checkpoint,
     torch.compiler.is_compiling: _is_compiling,
     torch._dynamo.is_compiling: _is_compiling,
     torch.vmap: _vmap,

@@ -9,12 +9,19 @@ newly have to be saved take fewer bytes than the residual itself, the residual i
 saved set and its producers are replayed in the backward, each just before its first use.
 
 Random operations are never cheap, so a dropout mask is saved, never drawn again.
+
+Activation checkpointing (``thunder.transforms.checkpoint``) uses the same replay with another
+test: a residual computed inside a checkpointed region is always recomputed, from the values that
+enter the region, through every replayable operation of the region (anything but random draws,
+operations run through torch's autograd, and operations with side effects).
 """
 
 from __future__ import annotations
 
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
+from thunder.transforms import checkpoint
+from thunder.transforms.dce import has_side_effect
 
 _CHEAP_PRIMS = {"broadcast_in_dim", "reshape", "transpose", "squeeze", "convert_element_type", "full",
                 "iota", "where", "slice", "cat", "pad", "flip"}
@@ -32,6 +39,13 @@ def _is_cheap(bsym: BoundSymbol) -> bool:
     return bool(bsym.subsymbols) or bsym.sym.module == "prims"
 
 
+def _replayable(bsym: BoundSymbol) -> bool:
+    """A symbol that can run again in the backward with the same result."""
+    if has_side_effect(bsym):
+        return False
+    return not any("random" in b.sym.tags or "opaque_autograd" in b.sym.tags for b in bsym.walk())
+
+
 def _nbytes(p) -> int:
     return p.numel() * p.dtype.itemsize if isinstance(p, TensorProxy) else 0
 
@@ -39,16 +53,39 @@ def _nbytes(p) -> int:
 def rematerialize(split):
     """``split`` (a ``ForwardBackward``) with cheap residuals recomputed in its backward."""
     forward, backward = split.forward, split.backward
-    producer = {o.name: b for b in forward.bound_symbols for o in b.flat_proxy_outputs()}
+    producer: dict[str, BoundSymbol | None] = {}
+    rebinders: dict[str, list] = {}  # name -> symbols returning it unchanged (``contiguous``), replayed with it
+    for b in forward.bound_symbols:
+        args = {id(p) for p in b.flat_proxy_args()}
+        for o in b.flat_proxy_outputs():
+            if id(o) not in args:
+                producer[o.name] = b
+            elif "opaque" in b.sym.tags:  # modified in place: the saved value is not its producer's
+                producer[o.name] = None
+            else:
+                rebinders.setdefault(o.name, []).append(b)
     inputs = {a.name for a in forward.args}
     saved: dict[str, Proxy] = {r.name: r for r in split.residuals}
     replay: dict[str, BoundSymbol] = {}  # output name -> forward bound symbol replayed in the backward
+
+    for r in split.residuals:  # checkpointed regions: recompute whatever can be, region by region
+        b = producer.get(r.name)
+        region = checkpoint.region_of(b) if b is not None else None
+        if r.name not in saved or region is None or not _replayable(b):
+            continue
+        chain, frontier = _cheap_producers(
+            r, producer, inputs, saved, lambda b, region=region: checkpoint.region_of(b) == region and _replayable(b))
+        del saved[r.name]
+        saved.update(frontier)
+        for b in chain:
+            for o in b.flat_proxy_outputs():
+                replay[o.name] = b
 
     for r in sorted(split.residuals, key=_nbytes, reverse=True):
         b = producer.get(r.name)
         if r.name not in saved or b is None or not _is_cheap(b):
             continue
-        chain, frontier = _cheap_producers(r, producer, inputs, saved)
+        chain, frontier = _cheap_producers(r, producer, inputs, saved, _is_cheap)
         added = sum(_nbytes(p) for name, p in frontier.items() if name not in saved and name not in inputs)
         if added < _nbytes(r):
             del saved[r.name]
@@ -71,6 +108,8 @@ def rematerialize(split):
         for q in b.flat_proxy_args():
             ensure(q)
         bsyms.append(b)
+        for o in b.flat_proxy_outputs():
+            bsyms.extend(rebinders.get(o.name, ()))
         available.update(o.name for o in b.flat_proxy_outputs())
 
     for b in backward.bound_symbols:
@@ -88,8 +127,9 @@ def rematerialize(split):
     return type(split)(new_forward, new_backward, residuals, split.grad_outputs)
 
 
-def _cheap_producers(r, producer, inputs, saved):
-    """The cheap bound symbols that compute ``r`` from values saved anyway, and those values."""
+def _cheap_producers(r, producer, inputs, saved, replayable):
+    """The ``replayable`` bound symbols that compute ``r`` from values saved anyway, and those
+    values."""
     chain: dict[int, BoundSymbol] = {}
     frontier: dict[str, Proxy] = {}
     stack = [r]
@@ -99,7 +139,7 @@ def _cheap_producers(r, producer, inputs, saved):
             frontier[p.name] = p
             continue
         b = producer.get(p.name)
-        if b is None or not _is_cheap(b):
+        if b is None or not replayable(b):
             frontier[p.name] = p
             continue
         if id(b) not in chain:

@@ -25,6 +25,7 @@ from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
 from thunder.torch.registry import SYMBOL_TO_TORCH
+from thunder.transforms import checkpoint
 
 _OPERATORS = {"__iadd__": torch.add, "__isub__": torch.sub, "__imul__": torch.mul, "__itruediv__": torch.div}
 # in-place methods without an out-of-place twin of the same meaning, or that draw random numbers
@@ -78,9 +79,13 @@ def _substitute(bsym: BoundSymbol, mapping: dict) -> BoundSymbol:
     def swap(x):
         return mapping.get(x.name, x) if isinstance(x, Proxy) else x
 
-    return BoundSymbol(bsym.sym, tree_map(swap, bsym.args), tree_map(swap, bsym.kwargs),
-                       tree_map(swap, bsym.output), [_substitute(s, mapping) for s in bsym.subsymbols],
-                       bsym.source)
+    new = BoundSymbol(bsym.sym, tree_map(swap, bsym.args), tree_map(swap, bsym.kwargs),
+                      tree_map(swap, bsym.output), [_substitute(s, mapping) for s in bsym.subsymbols],
+                      bsym.source)
+    region = checkpoint.region_of(bsym)
+    if region is not None:
+        checkpoint.mark(new, region)
+    return new
 
 
 def functionalize(trace: Trace) -> Trace:
@@ -146,6 +151,9 @@ def _rewrite(bsym: BoundSymbol, target: TensorProxy, trace: Trace):
     except Exception:
         del trace.bound_symbols[start:]
         return None
+    region = checkpoint.region_of(bsym)
     for b in trace.bound_symbols[start:]:
         b.source = b.source or bsym.source
+        if region is not None:
+            checkpoint.mark(b, region)
     return result

@@ -29,6 +29,7 @@ from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
 from thunder.torch.promotion import to_dtype
 from thunder.torch.registry import SYMBOL_TO_TORCH
+from thunder.transforms import checkpoint
 from thunder.transforms.autodiff import opaque
 from thunder.transforms.autodiff.rules import bind, rule_for
 from thunder.transforms.dce import dce
@@ -83,9 +84,13 @@ class _Expander:
         self.executors = [ex for ex in executors if hasattr(ex, "vjp_for")]
         self.kernels: dict[int, tuple] = {}  # id(forward bsym) -> (original bsym, backward, residuals)
 
-    def add(self, bsym: BoundSymbol, source=None) -> None:
+    def add(self, bsym: BoundSymbol, source=None, region=None) -> None:
         if source is not None and bsym.source is None:
             bsym.source = source
+        # inside an activation-checkpointed region: what is written for it stays in the region
+        region = checkpoint.region_of(bsym) if region is None else region
+        if region is not None:
+            checkpoint.mark(bsym, region)
         fn = _torch_callable(bsym)
         if fn is torch._C._set_grad_enabled:
             return  # autodiff already knows what needs a gradient; the forward runs without grad
@@ -107,7 +112,7 @@ class _Expander:
             self.bsyms.append(bsym)
         elif bsym.subsymbols:
             for sub in bsym.subsymbols:
-                self.add(sub, bsym.source)
+                self.add(sub, bsym.source, region)
         elif fn is not None:
             forward, graph, inputs = opaque.forward_with_graph(bsym)
             self.graphs[id(forward)] = (bsym, graph, inputs)
