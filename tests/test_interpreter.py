@@ -1642,6 +1642,40 @@ def test_on_load_substitutes_values():
     assert interpret(reads, hooks=Hooks()) == 1001
 
 
+def test_store_and_delete_attr_hooks_can_defer_stores():
+    """A compiler defers stores to lasting objects (its epilogue replays them) and answers reads of
+    attributes that exist only in its deferred record through missing_attr."""
+
+    class Deferring(InterpreterHooks):
+        def __init__(self):
+            self.pending = {}
+
+        def store_attr(self, obj, name, value):
+            self.pending[name] = value
+
+        def delete_attr(self, obj, name):
+            self.pending[name] = "<deleted>"
+
+        def missing_attr(self, obj, name):
+            return self.pending.get(name, NotImplemented)
+
+    def program(obj):
+        obj.fresh = 5
+        del obj.attribute
+        return obj.fresh * 2, obj.attribute
+
+    holder, hooks = Holder(), Deferring()
+    assert interpret(program, (holder,), hooks=hooks) == (10, holder.attribute)
+    assert hooks.pending == {"fresh": 5, "attribute": "<deleted>"}
+    assert not hasattr(holder, "fresh")  # nothing stored on the real object
+
+    def reads_missing(obj):
+        return obj.nothing_here
+
+    with pytest.raises(AttributeError, match="nothing_here"):
+        interpret(reads_missing, (holder,), hooks=hooks)
+
+
 def test_method_loads_pass_the_attribute_value():
     hooks = RecordingHooks()
 
