@@ -413,3 +413,25 @@ def test_hugging_face_gradient_checkpointing():
     ids = torch.randint(0, 256, (2, 12))
     tm, _ = train_step_both(model, lambda m, ids: m(input_ids=ids, labels=ids).loss, ids)
     assert "torch.nn.functional.linear" in str(thunder.last_backward_traces(tm)[-1])  # recomputed
+
+
+def test_autocast_bf16_on_cpu_training_step():
+    """Under torch.autocast(bf16) matmuls run in bf16 on both sides; tolerance as for bf16 above."""
+    model = _tiny_gpt(**LITGPT_CONFIGS["llama-like"])
+    reference = copy.deepcopy(model)
+    tm = thunder.compile(model)
+    idx = torch.randint(0, 128, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = _gpt_loss(reference, idx)
+        actual = _gpt_loss(tm, idx)
+        logits, ref_logits = tm(idx), reference(idx)
+    assert logits.dtype == ref_logits.dtype == torch.bfloat16  # the lm_head linear ran in bf16
+    torch.testing.assert_close(logits, ref_logits, atol=2e-2, rtol=2e-2)
+    expected.backward()
+    actual.backward()
+    torch.testing.assert_close(actual, expected, atol=2e-2, rtol=2e-2)
+    assert_grads_match(model, reference, atol=2e-2, rtol=2e-2)
+    for p in model.parameters():
+        assert p.grad.dtype == torch.float32  # gradients of fp32 parameters stay fp32, as eager
+    # outside autocast the same module runs in float32 again
+    torch.testing.assert_close(tm(idx), reference(idx), **F32)
