@@ -89,7 +89,10 @@ def run_case(name, model, make_step, device, iters, warmup, tolerance):
         rows.append((impl, ms, first, peak))
         model.zero_grad(set_to_none=True)
     for impl in ("torch.compile", "thunder"):
-        torch.testing.assert_close(results[impl], results["eager"], atol=tolerance, rtol=tolerance)
+        # bf16 outputs of differently fused programs differ elementwise; compare relative to scale
+        error = (results[impl] - results["eager"]).abs().max() / results["eager"].abs().max().clamp_min(1e-6)
+        if error > tolerance:
+            raise AssertionError(f"{name}: {impl} differs from eager by {error:.3g} (relative to max |eager|)")
     eager_ms = rows[0][1]
     compile_ms = rows[1][1]
     print(f"\n{name}")
@@ -111,7 +114,7 @@ def main():
     batch_seq_train = (1, 64) if opts.tiny else (1, 2048)
     batch_seq_infer = (2, 32) if opts.tiny else (8, 512)
     iters, warmup = (3, 1) if opts.tiny else (opts.iters, 3)
-    tolerance = 1e-3 if dtype == torch.float32 else 0.1
+    tolerance = 1e-3 if dtype == torch.float32 else 2e-2
     torch.manual_seed(0)
 
     def training_step(get_logits, b, t):

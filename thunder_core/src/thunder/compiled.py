@@ -26,7 +26,7 @@ from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
 from thunder.executors.claim import claim_operators, fuse_regions
 from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
-from thunder.transforms.autodiff import split_for_training, training_callable
+from thunder.transforms.autodiff import needs_grad, split_for_training, training_callable, without_grad_mode_changes
 from thunder.transforms.checkpoint import checkpointed_forwards
 from thunder.transforms.dce import dce
 from thunder.transforms.deletion import insert_dels
@@ -194,7 +194,12 @@ class CompiledFunction:
         split = split_for_training(trace, self.executors_for(trace))
         backward_traces = []
         if split is None:
+            inference = not needs_grad(trace)
+            if inference:
+                trace = without_grad_mode_changes(trace)
             fn, lowered = self.lower(trace)
+            if inference:
+                fn = _without_grad(fn)
             traces += lowered
         else:
             traces.append(split.forward)
@@ -238,6 +243,19 @@ class CompiledFunction:
         fn = trace.python_callable()
         fn = chain(pm, "thunder_wrap_callable", fn, trace=trace, options=options)
         return fn, traces
+
+
+def _without_grad(fn):
+    """Runs ``fn`` in no-grad mode: nothing it returns needs a gradient, so torch records no graph."""
+    def run(*args):
+        enabled = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(False)
+        try:
+            return fn(*args)
+        finally:
+            torch._C._set_grad_enabled(enabled)
+
+    return run
 
 
 def _dedupe(traces: list) -> list:

@@ -9,6 +9,7 @@ for a torch callable: the registered symbol if there is one, otherwise an opaque
 from __future__ import annotations
 
 import torch
+from torch.utils._pytree import tree_flatten
 
 from thunder.core import proxies
 from thunder.torch import creation, elementwise, nn, opaque, random, reduction, shape  # noqa: F401  (registers)
@@ -20,12 +21,24 @@ __all__ = ["ALL", "SYMBOL_TO_TORCH", "TORCH_TO_SYMBOL", "dispatch", "is_torch_ca
 
 def dispatch(fn, args, kwargs):
     """Runs torch callable ``fn`` on proxies: its symbol, or an opaque symbol for it."""
+    if _is_state_query(fn, args, kwargs):
+        return fn(*args, **kwargs)
     if is_inplace(fn, kwargs):
         return opaque_call(fn, args, kwargs)
     target = _symbol_for(fn)
     if target is None:
         return opaque_call(fn, args, kwargs)
     return target(*args, **kwargs)
+
+
+def _is_state_query(fn, args, kwargs) -> bool:
+    """torch's queries of its own state (``is_grad_enabled``, ``get_default_dtype``) on no traced
+    value: answered while tracing, not recorded (acquisition keeps grad mode as the program sets
+    it, and the prologue guards the mode the trace was made under)."""
+    name = getattr(fn, "__name__", "") or ""
+    if not name.lstrip("_").startswith(("is_", "get_", "are_")) or _symbol_for(fn) is not None:
+        return False
+    return not any(isinstance(x, proxies.Proxy) for x in tree_flatten((args, kwargs))[0])
 
 
 def _symbol_for(fn):

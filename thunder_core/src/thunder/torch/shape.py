@@ -7,6 +7,7 @@ executor runs the torch view op itself, so eager aliasing is kept where it matte
 from __future__ import annotations
 
 import builtins
+import itertools
 import math
 import operator
 
@@ -18,7 +19,7 @@ from thunder.torch.creation import arange
 from thunder.torch.elementwise import add, ge, le, lt, sub, where
 from thunder.torch.opaque import opaque_call
 from thunder.torch.promotion import broadcast_to, result_dtype, to_dtype
-from thunder.torch.registry import method_only, tensor_method, tensor_property, torchsymbol
+from thunder.torch.registry import adapts, method_only, tensor_method, tensor_property, torchsymbol
 
 
 def canonical_dim(dim, ndim: int) -> int:
@@ -183,7 +184,9 @@ def broadcast_to_(a, shape):
 
 @torchsymbol(tensor_method("contiguous"), methods=["contiguous"])
 def contiguous(a, memory_format=torch.contiguous_format):
-    return a
+    """A new value, not its input: the torch executor's later views depend on the dense layout
+    it makes, so it must stay in the trace."""
+    return prims.reshape(a, tuple(a.shape))
 
 
 @torchsymbol(torch.cat, torch.concat, torch.concatenate)
@@ -334,6 +337,38 @@ def roll(a, shifts, dims=None):
     return result
 
 
+@torchsymbol(torch.diagonal, tensor_method("diagonal"), methods=["diagonal"])
+def diagonal(a, offset: int = 0, dim1: int = 0, dim2: int = 1):
+    """The diagonal as a strided slice of the two dims flattened together: element (i, i + offset)
+    sits at i * (cols + 1) + offset."""
+    d1, d2 = canonical_dim(dim1, a.ndim), canonical_dim(dim2, a.ndim)
+    if d1 == d2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    offset = pyval(offset)
+    rest = [d for d in range(a.ndim) if d not in (d1, d2)]
+    rows, cols = a.shape[d1], a.shape[d2]
+    length = builtins.max(0, builtins.min(rows, cols - offset) if offset >= 0 else builtins.min(rows + offset, cols))
+    start = offset if offset >= 0 else -offset * cols
+    flat = reshape(permute(a, rest + [d1, d2]), [a.shape[d] for d in rest] + [rows * cols])
+    if length == 0:
+        return _slice_dim(flat, flat.ndim - 1, 0, 0)
+    return _slice_dim(flat, flat.ndim - 1, start, start + (length - 1) * (cols + 1) + 1, cols + 1)
+
+
+@torchsymbol(torch.combinations)
+def combinations(a, r: int = 2, with_replacement: bool = False):
+    """The index tuples depend only on the length, so they are constants of the program."""
+    if a.ndim != 1:
+        raise RuntimeError(f"Expect a 1D vector, but got shape {list(a.shape)}")
+    r = pyval(r)
+    if r == 0:
+        return _slice_dim(a, 0, 0, 0) if a.shape[0] else a
+    pick = itertools.combinations_with_replacement if with_replacement else itertools.combinations
+    index = [i for combo in pick(range(a.shape[0]), r) for i in combo]
+    index = opaque_call(torch.tensor, (index,), {"dtype": torch.int64, "device": a.device})
+    return reshape(prims.take(a, index, 0), [-1, r])
+
+
 @torchsymbol(torch.tril, tensor_method("tril"), methods=["tril"])
 def tril(a, diagonal: int = 0):
     rows, cols = a.shape[-2], a.shape[-1]
@@ -384,3 +419,19 @@ def repeat_interleave(a, repeats=None, dim=None, *, output_size=None):
     shape = list(a.shape)
     expanded = expand(unsqueeze(a, dim + 1), shape[:dim + 1] + [r] + shape[dim + 1:])
     return reshape(expanded, shape[:dim] + [shape[dim] * r] + shape[dim + 1:])
+
+
+@adapts(torch.Size)
+def size(sizes=()):
+    """``torch.Size(...)`` of known ints is a plain value, not an operation."""
+    return torch.Size([operator.index(pyval(s)) for s in sizes])
+
+
+@adapts(torch._check)
+def check(cond, message=None):
+    """``torch._check`` of a condition known while tracing is checked then, not recorded."""
+    if isinstance(cond, TensorProxy):
+        return opaque_call(torch._check, (cond,), {} if message is None else {"message": message})
+    if not pyval(cond):
+        raise RuntimeError(message() if callable(message) else (message or "Expected cond to be True"))
+    return None

@@ -2,7 +2,9 @@
 
 A bound symbol with a side effect is always kept: one with no proxy outputs (``__setitem__``,
 grad-mode changes), one that returns one of its inputs (in-place ops), or one whose symbol is
-tagged ``side_effect``.
+tagged ``side_effect``. A torch-language call that returns its input unchanged (``x.to(x.dtype)``,
+``contiguous()`` of a contiguous tensor, a full slice) computes nothing and is dropped: left in,
+it would look like an in-place op and split fusion regions.
 """
 
 from __future__ import annotations
@@ -22,10 +24,22 @@ def has_side_effect(bsym: BoundSymbol) -> bool:
     return any(id(o) in inputs for o in outputs)
 
 
+def is_identity(bsym: BoundSymbol) -> bool:
+    """A torch-language symbol whose outputs are all among its inputs (in-place torch operations
+    are opaque symbols, never torch-language ones)."""
+    if bsym.sym.module != "ltorch" or "side_effect" in bsym.sym.tags:
+        return False
+    outputs = bsym.flat_proxy_outputs()
+    inputs = {id(p) for p in bsym.flat_proxy_args()}
+    return bool(outputs) and all(id(o) in inputs for o in outputs)
+
+
 def dce(trace: Trace) -> Trace:
     needed = {p.name for p in tree_flatten(trace.output)[0] if isinstance(p, Proxy)}
     kept: list[BoundSymbol] = []
     for bsym in reversed(trace.bound_symbols):
+        if is_identity(bsym):
+            continue
         if has_side_effect(bsym) or any(o.name in needed for o in bsym.flat_proxy_outputs()):
             kept.append(bsym)
             needed.update(p.name for p in bsym.flat_proxy_args())

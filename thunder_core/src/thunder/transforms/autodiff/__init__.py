@@ -12,7 +12,8 @@ from thunder.transforms.autodiff.transform import (
                                                    needs_grad,
                                                    split_for_training,
                                                    split_forward_backward,
+                                                   without_grad_mode_changes,
 )
 
 __all__ = ["ForwardBackward", "NotDifferentiable", "needs_grad", "split_for_training", "split_forward_backward",
-           "training_callable"]
+           "training_callable", "without_grad_mode_changes"]

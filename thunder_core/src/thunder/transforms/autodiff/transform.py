@@ -242,6 +242,13 @@ def _record_vjp(bsym: BoundSymbol, grads: _Gradients, expander: _Expander) -> No
             grads.add(arg, g_arg)
 
 
+def without_grad_mode_changes(trace: Trace) -> Trace:
+    """``trace`` for a call where nothing needs a gradient: its grad-mode switches (``no_grad``
+    regions) change nothing, and left in they would split fusion regions."""
+    kept = [b for b in trace.bound_symbols if _torch_callable(b) is not torch._C._set_grad_enabled]
+    return trace if len(kept) == len(trace.bound_symbols) else trace.derive("grad-mode switches removed", kept)
+
+
 def split_for_training(trace: Trace, executors=()) -> ForwardBackward | None:
     """What a compiled call runs: None when no output needs a gradient (inference: no backward is
     built) or when the trace modifies in place a value that needs a gradient (then torch's eager
