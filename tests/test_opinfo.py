@@ -183,14 +183,48 @@ def _grads(fn, sample, output_process_fn):
     return list(torch.autograd.grad(loss, inputs, allow_unused=True))
 
 
+def _float64(x):
+    if isinstance(x, torch.Tensor) and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        return x.detach().double().requires_grad_(x.requires_grad)
+    return x
+
+
+def _as_accurate(actual, expected, reference, tolerances):
+    """Where Thunder and eager disagree, decides against a float64 run of eager: Thunder passes if
+    it is within tolerance of it, or at least as close to it as eager is (eager's own rounding,
+    amplified by an ill-conditioned op, is not Thunder's error)."""
+    for a, e, r in zip(tree_flatten(actual)[0], tree_flatten(expected)[0], tree_flatten(reference)[0]):
+        if not isinstance(a, torch.Tensor):
+            continue
+        r = r.to(a.dtype)
+        try:
+            torch.testing.assert_close(a, r, equal_nan=True, **tolerances)
+            continue
+        except AssertionError:
+            pass
+        finite = torch.isfinite(r)
+        error_thunder = (a - r)[finite].abs().max().item() if finite.any() else 0.0
+        error_eager = (e - r)[finite].abs().max().item() if finite.any() else 0.0
+        assert error_thunder <= error_eager, (
+            f"Thunder's result is off from float64 by {error_thunder}, eager's by {error_eager}")
+
+
+def _grads_filled(fn, sample):
+    grads = _grads(fn, sample, sample.output_process_fn_grad)
+    return [torch.zeros_like(x) if g is None else g
+            for g, x in zip(grads, _differentiable_leaves(_call_args(sample)))]
+
+
 @pytest.mark.parametrize("op, dtype", _cases(DTYPES, grad=True))
 def test_grad(op, dtype):
     fn = thunder.compile(lambda *a, **k: op.op(*a, **k))
     for sample in _samples(op, dtype, requires_grad=True):
-        expected = _grads(op.op, sample, sample.output_process_fn_grad)
-        actual = _grads(fn, sample, sample.output_process_fn_grad)
-        expected = [torch.zeros_like(x) if g is None else g
-                    for g, x in zip(expected, _differentiable_leaves(_call_args(sample)))]
-        actual = [torch.zeros_like(x) if g is None else g
-                  for g, x in zip(actual, _differentiable_leaves(_call_args(sample)))]
-        _assert_same(actual, expected, **_tolerances(dtype))
+        expected = _grads_filled(op.op, sample)
+        actual = _grads_filled(fn, sample)
+        try:
+            _assert_same(actual, expected, **_tolerances(dtype))
+        except AssertionError:
+            if dtype == torch.float64:
+                raise
+            reference = _grads_filled(op.op, sample.transform(_float64))
+            _as_accurate(actual, expected, reference, _tolerances(dtype))

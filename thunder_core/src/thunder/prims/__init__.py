@@ -88,6 +88,15 @@ for _n in UNARY_PREDICATES + COMPARISONS:
     make_prim(_n, _elementwise_meta(_n, torch.bool), tags=("elementwise",))
 
 
+def _polygamma_meta(n, a):
+    """The n-th derivative of digamma (digamma's and polygamma's own derivative need it)."""
+    _check(isinstance(pyval(n), int) and pyval(n) >= 0, "prims.polygamma: n must be a non-negative int")
+    return _new(a.shape, a.dtype, a.device, a)
+
+
+polygamma = make_prim("polygamma", _polygamma_meta, tags=("elementwise",))
+
+
 def _where_meta(pred, a, b):
     shapes = {x.shape for x in (pred, a, b) if isinstance(x, TensorProxy)}
     _check(len(shapes) == 1, "prims.where: operands must have one shape")

@@ -67,10 +67,31 @@ for _name in "abs neg sign floor ceil trunc bitwise_not".split():
 
 @torchsymbol(torch.round, tensor_method("round"), methods=["round"])
 def round(a, *, decimals: int = 0):
+    """With decimals, as ATen does: round(a * 10**d) / 10**d, or round(a / 10**-d) * 10**-d for
+    negative d (dividing by an exact power of ten rounds differently from multiplying by 10**d)."""
+    decimals = pyval(decimals)
     if decimals == 0:
         return _unary(prims.round, a)
-    scale = 10.0 ** decimals
-    return div(_unary(prims.round, mul(a, scale)), scale)
+    if decimals > 0:
+        scale = 10.0 ** decimals
+        return div(_unary(prims.round, mul(a, scale)), scale)
+    scale = 10.0 ** -decimals
+    return mul(_unary(prims.round, div(a, scale)), scale)
+
+
+@torchsymbol(torch.polygamma, torch.special.polygamma)
+def polygamma(n, a):
+    n = pyval(n)
+    if not isinstance(n, int) or n < 0:
+        raise RuntimeError("polygamma(n, x) does not support negative n.")
+    dtype = a.dtype if _is_float(a.dtype) else torch.get_default_dtype()
+    compute = computation_dtype(dtype)
+    return to_dtype(prims.polygamma(n, to_dtype(a, compute)), dtype)
+
+
+@method_only("polygamma")
+def polygamma_method(a, n):
+    return polygamma(n, a)
 
 
 @torchsymbol(torch.logical_not, tensor_method("logical_not"), methods=["logical_not"])

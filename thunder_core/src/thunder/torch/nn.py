@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import torch
 import torch.nn.functional as F
 
 from thunder import prims
-from thunder.core.proxies import pyval
-from thunder.torch.creation import ones
-from thunder.torch.elementwise import add, div, exp, log, mul, ne, neg, rsqrt, sub, where
+from thunder.core.proxies import TensorProxy, pyval
+from thunder.torch.creation import ones, ones_like
+from thunder.torch.elementwise import add, clamp, div, exp, log, mul, ne, neg, rsqrt, sqrt, sub, where
+from thunder.torch.opaque import opaque_call, opaque_with_meta
 from thunder.torch.promotion import computation_dtype, to_dtype
 from thunder.torch.reduction import amax, mean, sum, var
 from thunder.torch.registry import adapts, tensor_method, torchsymbol
-from thunder.torch.shape import canonical_dim, expand, reshape, transpose, tril, unsqueeze
+from thunder.torch.shape import canonical_dim, diagonal, expand, reshape, squeeze, transpose, tril, unsqueeze
 
 # -- linear algebra ---------------------------------------------------------------------------
 
@@ -64,6 +66,46 @@ def addmm(a, m1, m2, *, beta=1, alpha=1):
     if pyval(alpha) != 1:
         product = mul(product, alpha)
     return add(mul(a, beta), product) if pyval(beta) != 0 else product
+
+
+@torchsymbol(torch.cov, tensor_method("cov"), methods=["cov"])
+def cov(input, *, correction: int = 1, fweights=None, aweights=None):
+    """As ATen computes it; its checks that fweights are non-negative integers read values and
+    are left out."""
+    if input.ndim > 2:
+        raise ValueError(f"cov(): expected input to have two or fewer dimensions but got an input with "
+                         f"{input.ndim} dimensions")
+    x = input if input.ndim == 2 else reshape(input, [1, -1])
+    n = x.shape[1]
+    w = fweights
+    if aweights is not None:
+        w = aweights if w is None else mul(w, aweights)
+    if w is None:
+        w_sum = n
+        avg = div(sum(x, 1), n)
+        norm = builtins.max(n - pyval(correction), 0)
+    else:
+        w_sum = sum(w)
+        avg = div(sum(mul(x, w), 1), w_sum)
+        if pyval(correction) != 0 and aweights is not None:
+            norm = sub(w_sum, div(mul(sum(mul(w, aweights)), correction), w_sum))
+        else:
+            norm = sub(w_sum, correction)
+        norm = where(prims.le(norm, 0), 0, norm)
+    centered = sub(x, unsqueeze(avg, 1))
+    weighted = centered if w is None else mul(centered, w)
+    c = matmul(centered, transpose(weighted, 0, 1))
+    return squeeze(div(c, norm))
+
+
+@torchsymbol(torch.corrcoef, tensor_method("corrcoef"), methods=["corrcoef"])
+def corrcoef(input):
+    c = cov(input)
+    if c.ndim == 0:
+        return div(c, c)
+    stddev = sqrt(diagonal(c))
+    c = div(div(c, reshape(stddev, [-1, 1])), reshape(stddev, [1, -1]))
+    return clamp(c, -1, 1)
 
 
 @torchsymbol(F.linear)
@@ -284,3 +326,39 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction: str = "me
     diff = sub(input, target)
     return _reduce_loss(mul(diff, diff), reduction)
 
+
+
+@opaque_with_meta(F.ctc_loss)
+def _ctc_loss_meta(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
+                   zero_infinity=False):
+    """One loss per batch element, or their reduction; the alignment sizes inside depend on the
+    target lengths' values, which fake tensors cannot see."""
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    batched = log_probs.ndim == 3
+    shape = [log_probs.shape[1]] if batched and reduction == "none" else []
+    requires_grad = torch.is_grad_enabled() and log_probs.requires_grad
+    return TensorProxy(shape, log_probs.dtype, log_probs.device, requires_grad)
+
+
+@torchsymbol(F.gaussian_nll_loss)
+def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6, reduction: str = "mean"):
+    """As eager, except that negative variances are not reported (that check reads values)."""
+    if not isinstance(var, TensorProxy):
+        var = mul(ones_like(input), var)
+    if var.shape != input.shape:
+        if input.shape[:-1] == var.shape:
+            var = unsqueeze(var, -1)
+        elif not (input.ndim == var.ndim
+                  and builtins.sum(y for x, y in zip(input.shape, var.shape) if x != y) == 1):
+            raise ValueError("var is of incorrect size")
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(reduction + " is not valid")
+    # eager clamps a clone of var in place under no_grad: clamped values, gradient as if unclamped
+    clamped = clamp(var, min=eps)
+    var = add(var, opaque_call(torch.detach, (sub(clamped, var),), {}))
+    diff = sub(input, target)
+    loss = mul(0.5, add(log(var), div(mul(diff, diff), var)))
+    if full:
+        loss = add(loss, 0.5 * math.log(2 * math.pi))
+    return _reduce_loss(loss, reduction)

@@ -19,7 +19,7 @@ from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicO
 from torch.utils._pytree import tree_flatten, tree_map
 
 from thunder.core.errors import DataDependentError, UnsupportedOpError
-from thunder.core.proxies import NumberProxy, TensorProxy, pyval
+from thunder.core.proxies import NumberProxy, Proxy, TensorProxy, pyval
 from thunder.core.symbol import Symbol
 from thunder.torch.registry import SYMBOL_TO_TORCH
 
@@ -98,6 +98,10 @@ def _run_on_fakes(fn, args, kwargs):
             f"{name} is not supported: its result depends on the values in a tensor, which are "
             "not known while tracing") from e
     except (NotImplementedError, TypeError, RuntimeError) as e:
+        if "data is not allocated" in str(e):  # the op read a tensor's values (tensor_split's indices)
+            raise DataDependentError(
+                f"{name} is not supported: its output shapes depend on the values in a tensor, "
+                "which are not known while tracing") from e
         if "meta" in str(e) or "fake" in str(e).lower() or isinstance(e, NotImplementedError):
             raise UnsupportedOpError(f"{name} is not supported: PyTorch cannot compute its output "
                                      f"shapes without data ({e})") from e
@@ -122,6 +126,79 @@ def _opaque_meta(fn, *args, **kwargs):
     return tree_map(to_proxy, fake_out)
 
 
+class ValueProxy(Proxy):
+    """A Python number computed from tensor values when the program runs (``Tensor.item()``,
+    ``torch.equal``): the program may return it, but using it in Python while tracing (a branch,
+    arithmetic) raises ``DataDependentError``. Not a ``NumberProxy``, whose value is known."""
+
+    __slots__ = ("python_type", "op")
+
+    def __init__(self, python_type: type, op: str):
+        Proxy.__init__(self, None, {bool: "b", int: "i", float: "f", complex: "c"}[python_type])
+        self.python_type = python_type
+        self.op = op
+
+    @property
+    def value(self):
+        raise DataDependentError(
+            f"the program uses the result of {self.op} ({self.name}) while tracing, but it depends on "
+            "the values in a tensor, which are not known then. Return it, or keep the computation "
+            "in tensors (without .item()).")
+
+    def describe(self) -> str:
+        return f"{self.python_type.__name__} from {self.op}"
+
+    def __hash__(self):
+        return id(self)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    def __str__(self):
+        return self.value
+
+
+def _fail(name):
+    def op(self, *args):
+        return self.value
+
+    op.__name__ = name
+    return op
+
+
+for _name in ("__bool__ __index__ __int__ __float__ __complex__ __format__ __add__ __radd__ __sub__ "
+              "__rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ __floordiv__ __rfloordiv__ __mod__ "
+              "__rmod__ __pow__ __rpow__ __neg__ __pos__ __abs__ __eq__ __ne__ __lt__ __le__ __gt__ "
+              "__ge__ __and__ __or__ __xor__ __invert__ __lshift__ __rshift__ __round__ __trunc__ "
+              "__floor__ __ceil__").split():
+    setattr(ValueProxy, _name, _fail(_name))
+
+
+def _python_type(dtype: torch.dtype) -> type:
+    if dtype == torch.bool:
+        return bool
+    if dtype.is_complex:
+        return complex
+    return float if dtype.is_floating_point else int
+
+
+def opaque_with_meta(fn):
+    """Registers the decorated meta function (proxies in, output proxies out) for torch callable
+    ``fn``, which then stays opaque (run and differentiated by torch) but no longer needs fake
+    tensors: for operations whose fake implementation reads values although their output shapes
+    do not depend on them (``ctc_loss``)."""
+
+    def decorator(meta):
+        sym = Symbol(_symbol_name(fn), meta, module="opaque", is_prim=True, module_object=namespace,
+                     tags=("opaque",))
+        OPAQUE[fn] = sym
+        setattr(namespace, sym.name, sym)
+        SYMBOL_TO_TORCH[sym.id] = fn
+        return sym
+
+    return decorator
+
+
 def opaque_symbol(fn) -> Symbol:
     """The opaque symbol for a torch callable (one per callable)."""
     sym = OPAQUE.get(fn)
@@ -141,3 +218,23 @@ def opaque_call(fn, args, kwargs):
 
 def _proxies(args, kwargs):
     return [x for x in tree_flatten((args, kwargs))[0] if isinstance(x, TensorProxy)]
+
+
+# -- operations that read tensor values into Python numbers ------------------------------------
+
+@opaque_with_meta(torch.Tensor.item)
+def _item_meta(a):
+    if a.numel() != 1:
+        raise RuntimeError(f"a Tensor with {a.numel()} elements cannot be converted to Scalar")
+    return ValueProxy(_python_type(a.dtype), "Tensor.item()")
+
+
+@opaque_with_meta(torch.equal)
+def _equal_meta(a, b):
+    return ValueProxy(bool, "torch.equal")
+
+
+@opaque_with_meta(torch.allclose)
+def _allclose_meta(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    torch.broadcast_shapes(a.shape, b.shape)
+    return ValueProxy(bool, "torch.allclose")

@@ -13,7 +13,7 @@ import functools
 import torch
 
 from thunder import prims
-from thunder.core.proxies import NumberProxy, TensorProxy, pyval
+from thunder.core.proxies import NumberProxy, Proxy, TensorProxy, pyval
 
 
 @functools.lru_cache(maxsize=None)
@@ -23,6 +23,9 @@ def _meta(dtype: torch.dtype, zero_dim: bool) -> torch.Tensor:
 
 def result_dtype(*operands) -> torch.dtype:
     """The dtype PyTorch gives an elementwise op on ``operands`` (tensors and numbers)."""
+    for a in operands:
+        if isinstance(a, Proxy) and not isinstance(a, (TensorProxy, NumberProxy)):
+            a.value  # noqa: B018  (a number only known when the program runs raises DataDependentError)
     dims = [a.dtype for a in operands if isinstance(a, TensorProxy) and a.ndim > 0]
     zeros = [a.dtype for a in operands if isinstance(a, TensorProxy) and a.ndim == 0]
     numbers = [pyval(a) for a in operands if isinstance(a, (int, float, complex, bool, NumberProxy))]

@@ -93,7 +93,16 @@ def std(a, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
 
 @torchsymbol(torch.var_mean)
 def var_mean(a, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+    if isinstance(dim, bool):  # var_mean(a, unbiased)
+        dim, unbiased = None, dim
     return var(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
+
+
+@torchsymbol(torch.std_mean)
+def std_mean(a, dim=None, unbiased=None, keepdim: bool = False, *, correction=None):
+    if isinstance(dim, bool):  # std_mean(a, unbiased)
+        dim, unbiased = None, dim
+    return std(a, dim, unbiased, keepdim, correction=correction), mean(a, dim, keepdim)
 
 
 @torchsymbol(torch.amax, tensor_method("amax"), methods=["amax"])

@@ -53,8 +53,10 @@ class Graph:
         self.inputs = inputs
 
 
-def _run_with_graph(fn, grad_positions, args, kwargs):
-    """Runs ``fn`` recording its autograd graph w.r.t. the flat arguments at ``grad_positions``."""
+def _run_with_graph(fn, grad_positions, diff_outputs, args, kwargs):
+    """Runs ``fn`` recording its autograd graph w.r.t. the flat arguments at ``grad_positions``.
+    ``diff_outputs`` marks the flat outputs the trace sends gradients for, so the graph's outputs
+    line up with them even where torch finds an output not differentiable (``lu_unpack``'s P)."""
     flat, spec = tree_flatten((args, kwargs))
     inputs = []
     for i in grad_positions:
@@ -64,15 +66,18 @@ def _run_with_graph(fn, grad_positions, args, kwargs):
     with torch.enable_grad():
         out = fn(*args, **kwargs)
     flat_out, out_spec = tree_flatten(out)
-    graph = Graph([o for o in flat_out if isinstance(o, torch.Tensor) and o.requires_grad], inputs)
+    graph = Graph([o for o, d in zip(flat_out, diff_outputs) if d], inputs)
     detached = [o.detach() if isinstance(o, torch.Tensor) else o for o in flat_out]
     return tree_unflatten(detached, out_spec), graph
 
 
 def _vjp(graph: Graph, *grads):
     """The gradients of the graph's inputs given the gradients of its differentiable outputs."""
-    pairs = [(o, g) for o, g in zip(graph.outputs, grads) if g is not None]
+    pairs = [(o, g) for o, g in zip(graph.outputs, grads)
+             if g is not None and isinstance(o, torch.Tensor) and o.requires_grad]
     keep = torch._C._autograd._get_current_graph_task_keep_graph()  # True outside a backward
+    if not pairs:  # every gradient arrives at an output torch does not differentiate
+        return tuple(torch.zeros_like(i) for i in graph.inputs)
     result = torch.autograd.grad([o for o, _ in pairs], graph.inputs, [g for _, g in pairs],
                                  retain_graph=keep, allow_unused=True)
     grads = tuple(torch.zeros_like(i) if r is None else r for r, i in zip(result, graph.inputs))
@@ -87,8 +92,8 @@ def _symbols(opaque: Symbol) -> tuple[Symbol, Symbol]:
     if pair is None:
         fn = SYMBOL_TO_TORCH[opaque.id]
 
-        def forward(*args, _grad_positions, **kwargs):
-            out, graph = _run_with_graph(fn, _grad_positions, args, kwargs)
+        def forward(*args, _grad_positions, _diff_outputs, **kwargs):
+            out, graph = _run_with_graph(fn, _grad_positions, _diff_outputs, args, kwargs)
             return out, graph
 
         forward_sym = Symbol(opaque.name, None, module="autograd", is_prim=True, module_object=namespace,
@@ -111,7 +116,8 @@ def forward_with_graph(bsym: BoundSymbol) -> tuple[BoundSymbol, GraphProxy, list
     flat = tree_flatten((bsym.args, bsym.kwargs))[0]
     positions = tuple(i for i, a in enumerate(flat) if isinstance(a, TensorProxy) and a.requires_grad)
     graph = GraphProxy()
-    kwargs = dict(bsym.kwargs, _grad_positions=positions)
+    diff = tuple(isinstance(o, TensorProxy) and o.requires_grad for o in tree_flatten(bsym.output)[0])
+    kwargs = dict(bsym.kwargs, _grad_positions=positions, _diff_outputs=diff)
     new = BoundSymbol(forward_sym, bsym.args, kwargs, (bsym.output, graph), [], bsym.source)
     return new, graph, [flat[i] for i in positions]
 

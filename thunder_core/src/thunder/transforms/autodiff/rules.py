@@ -162,6 +162,22 @@ for _name, _formula in _UNARY.items():
     vjp(f"prims.{_name}")(_unary(_formula))
 
 
+@vjp("prims.digamma")
+def _digamma(ctx, a):
+    return (mul(ctx.g, prims.polygamma(1, a)),)
+
+
+@vjp("prims.polygamma")
+def _polygamma(ctx, n, a):
+    return None, mul(ctx.g, prims.polygamma(pyval(n) + 1, a))
+
+
+@vjp("prims.floor_divide")
+def _floor_divide(ctx, a, b):
+    """Piecewise constant: zero almost everywhere (eager gives zeros too)."""
+    return (zeros(a.shape, ctx.g) if _t(a) else None), (zeros(b.shape, ctx.g) if _t(b) else None)
+
+
 @vjp("prims.sign", "prims.floor", "prims.ceil", "prims.round", "prims.trunc")
 def _zero_grad(ctx, a):
     return (zeros(a.shape, a),)
