@@ -261,6 +261,21 @@ def test_non_differentiable_outputs():
     torch.testing.assert_close(x.grad, x.detach().cos())
 
 
+def test_outputs_through_detach_or_from_inputs_without_grad_do_not_require_grad():
+    def f(x, y):
+        return x.sin(), x.detach() * 2, y * 3
+
+    cf = thunder.compile(f)
+    x, y = torch.randn(3, requires_grad=True), torch.randn(3)
+    expected = f(x, y)
+    actual = cf(x, y)
+    assert [o.requires_grad for o in actual] == [o.requires_grad for o in expected] == [True, False, False]
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e)
+    actual[0].sum().backward()
+    torch.testing.assert_close(x.grad, x.detach().cos())
+
+
 def test_no_grad_inference_builds_no_backward():
     model = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
     tm = thunder.compile(model)

@@ -5,9 +5,11 @@ signature (its inputs in, its flat outputs out). Calling it runs the forward tra
 ``ThunderFunction.forward`` (grad mode off there: the forward trace computes values, not a torch
 graph); tensor residuals are kept with ``ctx.save_for_backward`` (so torch frees them after a
 backward that does not retain the graph, and checks they were not modified in place), other
-residuals (numbers, graph handles of opaque operations) on ``ctx``. Integer and bool outputs are
-marked non-differentiable. ``loss.backward()`` / ``torch.autograd.grad`` then run the backward
-trace, and torch accumulates the returned gradients into ``.grad`` exactly as for eager ops.
+residuals (numbers, graph handles of opaque operations) on ``ctx``. Outputs that receive no
+gradient (integer and bool ones, and those not computed from values that need one) are marked
+non-differentiable, so their ``requires_grad`` is eager's. ``loss.backward()`` /
+``torch.autograd.grad`` then run the backward trace, and torch accumulates the returned gradients
+into ``.grad`` exactly as for eager ops.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ _TENSOR = object()  # marks a residual slot kept by save_for_backward
 class _Region:
     """What the autograd.Function needs from one compiled cache entry."""
 
-    __slots__ = ("forward", "backward", "grad_outputs")
+    __slots__ = ("forward", "backward", "grad_outputs", "differentiable")
 
     def __init__(self, forward, backward, grad_outputs):
         self.forward = forward
         self.backward = backward
         self.grad_outputs = grad_outputs
+        self.differentiable = frozenset(grad_outputs)
 
 
 class ThunderFunction(torch.autograd.Function):
@@ -36,8 +39,12 @@ class ThunderFunction(torch.autograd.Function):
         ctx.region = region
         ctx.save_for_backward(*(r for r in residuals if isinstance(r, torch.Tensor)))
         ctx.others = [_TENSOR if isinstance(r, torch.Tensor) else r for r in residuals]
-        ctx.mark_non_differentiable(*(o for o in outputs if isinstance(o, torch.Tensor)
-                                      and not (o.is_floating_point() or o.is_complex())))
+        # outputs that no gradient flows to (integers, detached or computed from inputs that need
+        # none) do not require grad, as in eager
+        differentiable = region.differentiable
+        ctx.mark_non_differentiable(*(o for i, o in enumerate(outputs) if isinstance(o, torch.Tensor)
+                                      and i not in differentiable
+                                      and not any(o is outputs[j] for j in differentiable)))
         return tuple(outputs)
 
     @staticmethod

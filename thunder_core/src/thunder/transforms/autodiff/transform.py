@@ -168,7 +168,9 @@ def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
     backward.stage = "backward"
     grads = _Gradients()
     outputs = list(trace.output) if isinstance(trace.output, (tuple, list)) else [trace.output]
-    grad_outputs = [i for i, o in enumerate(outputs) if isinstance(o, TensorProxy) and o.requires_grad]
+    connected = _connected(trace, expander.bsyms)
+    grad_outputs = [i for i, o in enumerate(outputs)
+                    if isinstance(o, TensorProxy) and o.requires_grad and o.name in connected]
     current = [None]
     backward.source_provider = lambda: current[0].source if current[0] is not None else None
 
@@ -204,6 +206,19 @@ def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
     forward = trace.derive("forward: outputs and saved residuals", expander.bsyms)
     forward.output = (tuple(outputs), tuple(residuals))
     return ForwardBackward(forward, backward, residuals, grad_outputs)
+
+
+def _connected(trace: Trace, bsyms: list) -> set[str]:
+    """Names of the values a gradient can flow to from the inputs that need one (a value computed
+    only through ``detach`` from them gets none, whatever its proxy's ``requires_grad`` says)."""
+    connected = {a.name for a in trace.args if isinstance(a, TensorProxy) and a.requires_grad}
+    for b in bsyms:
+        if _torch_callable(b) in _NON_DIFFERENTIABLE:
+            continue
+        if any(p.name in connected for p in b.flat_proxy_args()):
+            connected.update(o.name for o in b.flat_proxy_outputs()
+                             if isinstance(o, TensorProxy) and o.requires_grad)
+    return connected
 
 
 def _record_vjp(bsym: BoundSymbol, grads: _Gradients, expander: _Expander) -> None:
