@@ -68,7 +68,7 @@ def per_call_ms(fn, device, iters: int, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def forward_case(model, shape, device, iters, tolerance):
+def forward_case(model, shape, device, iters):
     ids = torch.randint(0, shape["vocab_size"], (1, 1), device=device)
     with torch.no_grad():
         expected = model(ids, use_cache=False).logits.float()
@@ -82,15 +82,16 @@ def forward_case(model, shape, device, iters, tolerance):
                     out = fn(ids, use_cache=False).logits
                 sync(device)
                 first = time.perf_counter() - t0
-                torch.testing.assert_close(out.float(), expected, atol=tolerance, rtol=tolerance)
+                diff = (out.float() - expected).abs().max().item()
+                same = bool((out.float().argmax(-1) == expected.argmax(-1)).all())
 
                 def call():
                     fn(ids, use_cache=False)
 
                 ms = per_call_ms(call, device, iters)
-            rows.append((name, ms, first, ""))
+            rows.append((name, ms, first, f"max |logits - eager| {diff:.3f}, argmax equal: {same}"))
         except Exception as e:  # noqa: BLE001 -- report and go on with the others
-            traceback.print_exc(limit=3)
+            traceback.print_exc(limit=2)
             rows.append((name, float("nan"), float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
         torch._dynamo.reset()
     report("forward: 1 token, batch 1, no KV cache", rows)
@@ -107,7 +108,7 @@ def _static_cache(model, max_len, device, dtype):
                            dtype=dtype)
 
 
-def decode_case(model, shape, device, dtype, tokens, tolerance, prompt=16):
+def decode_case(model, shape, device, dtype, tokens, prompt=16):
     ids = torch.randint(0, shape["vocab_size"], (1, prompt), device=device)
     max_len = prompt + tokens + 8
 
@@ -143,7 +144,7 @@ def decode_case(model, shape, device, dtype, tokens, tolerance, prompt=16):
             agree = (got == expected).float().mean().item()
             rows.append((name, seconds * 1e3 / tokens, first, f"tokens equal to eager: {agree:.0%}"))
         except Exception as e:  # noqa: BLE001
-            traceback.print_exc(limit=3)
+            traceback.print_exc(limit=2)
             rows.append((name, float("nan"), float("nan"), f"{type(e).__name__}: {str(e)[:80]}"))
         torch._dynamo.reset()
     report(f"decode: StaticCache, prompt {prompt}, {tokens} tokens, ms per token", rows)
@@ -168,15 +169,14 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     shape = TINY if opts.tiny else LLAMA_3_2_1B
-    tolerance = 1e-3 if dtype == torch.float32 else 5e-2
     torch.manual_seed(0)
     model = build(shape, device, dtype)
     cases = opts.only.split(",")
     print(f"device {torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}, torch {torch.__version__}")
     if "forward" in cases:
-        forward_case(model, shape, device, 10 if opts.tiny else opts.iters, tolerance)
+        forward_case(model, shape, device, 10 if opts.tiny else opts.iters)
     if "decode" in cases:
-        decode_case(model, shape, device, dtype, 8 if opts.tiny else opts.tokens, tolerance)
+        decode_case(model, shape, device, dtype, 8 if opts.tiny else opts.tokens)
 
 
 if __name__ == "__main__":

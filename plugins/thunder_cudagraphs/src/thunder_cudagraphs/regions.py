@@ -47,6 +47,11 @@ def _short_name(bsym: BoundSymbol) -> str:
 def classify(bsym: BoundSymbol, device_type: str = "cuda"):
     """None when ``bsym`` can be captured, ``HOST`` for host-only bookkeeping allowed inside a
     region, otherwise the reason (a phrase) why it must run outside the graphs."""
+    if "fusion" in bsym.sym.tags:  # a fused region is capturable when everything inside it is
+        for sub in bsym.subsymbols:
+            reason = classify(sub, device_type)
+            if reason is not None and reason != HOST:
+                return reason
     args = bsym.flat_proxy_args()
     outs = bsym.flat_proxy_outputs()
     name = _short_name(bsym)
@@ -159,7 +164,17 @@ def _host_callable(host_bsyms):
 def capture_regions(trace: Trace, make_runner, *, device_type: str = "cuda", copy_bytes: int = 1 << 20):
     """The trace with each capturable run replaced by a call of ``make_runner(fn, info)``.
     Returns (new trace or None when nothing can be captured, [(bsym, reason) left outside])."""
-    bsyms = [b for b in trace.bound_symbols if b.sym.id != _DEL_ID]
+    bsyms = []
+    for b in trace.bound_symbols:
+        if b.sym.id == _DEL_ID:
+            continue
+        if ("fusion" in b.sym.tags and classify(b, device_type) is not None
+                and any(classify(sub, device_type) is None for sub in b.subsymbols)):
+            # a fused region mixing capturable and host work (e.g. ending in ``.cpu()``) runs as
+            # its separate operations, so that its device part can still be captured
+            bsyms.extend(b.subsymbols)
+        else:
+            bsyms.append(b)
     runs, outside = plan(bsyms, device_type)
     if not any(kind == "graph" for kind, _ in runs):
         return None, outside
