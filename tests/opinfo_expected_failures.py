@@ -26,6 +26,8 @@ EXPECTED_FAILURES: dict[str, tuple[str, set[str]]] = {
     "argwhere": (DATA_DEPENDENT, {FORWARD}),
     "unique": (DATA_DEPENDENT, {FORWARD}),
     "unique_consecutive": (DATA_DEPENDENT, {FORWARD}),
+    "bincount": (DATA_DEPENDENT + " (the largest value sets the length)", {FORWARD}),
+    "nn.functional.one_hot": (DATA_DEPENDENT + " (num_classes=-1: the largest value sets it)", {FORWARD}),
     "tensor_split": (DATA_DEPENDENT + " (split points given as a tensor)", {FORWARD, GRAD}),
     "linalg.lstsq": (DATA_DEPENDENT + " (residuals exist only for full-rank inputs)", {FORWARD, GRAD}),
     "linalg.lstsq.grad_oriented": (DATA_DEPENDENT + " (residuals exist only for full-rank inputs)",

@@ -14,7 +14,8 @@ Random ops are run under the same ``torch.manual_seed`` in eager and in Thunder;
 is also run twice to check that it is reproducible.
 
 By default the suite uses float32 and the first ``SAMPLES`` samples of each op, so it runs in a few
-minutes. ``THUNDER_OPINFO_FULL=1`` uses every sample and the dtypes float32, float64, bfloat16 and
+minutes; an op that does not support float32 (bitwise ops, ``one_hot``) runs in its own dtype (int64,
+complex64...). ``THUNDER_OPINFO_FULL=1`` uses every sample and the dtypes float32, float64, bfloat16 and
 int64 (a nightly run). Known failures are listed in ``opinfo_expected_failures.py`` and are
 strict xfails: fixing one makes its test fail until it is removed from that list.
 """
@@ -45,20 +46,31 @@ def op_id(op) -> str:
     return op.name + (f".{op.variant_test_name}" if op.variant_test_name else "")
 
 
+def _native_dtype(supported):
+    """For an op that supports none of the suite's dtypes (bitwise ops, one_hot, view_as_real):
+    the dtype it is tested in instead, so every OpInfo is exercised."""
+    for dtype in (torch.int64, torch.complex64, torch.bool):
+        if dtype in supported:
+            return dtype
+    return min(supported, key=str) if supported else None
+
+
 def _cases(dtypes, *, grad: bool = False):
     cases = []
     for op in op_db:
         supported = op.supported_backward_dtypes("cpu") if grad else op.supported_dtypes("cpu")
         if grad and not op.supports_autograd:
             continue
-        for dtype in dtypes:
-            if dtype in supported:
-                marks = []
-                reason = expected_failure(op_id(op), "grad" if grad else "forward", dtype)
-                if reason:
-                    marks.append(pytest.mark.xfail(reason=reason, strict=True))
-                cases.append(pytest.param(op, dtype, id=f"{op_id(op)}-{str(dtype).removeprefix('torch.')}",
-                                          marks=marks))
+        chosen = [d for d in dtypes if d in supported]
+        if not chosen and _native_dtype(supported) is not None:
+            chosen = [_native_dtype(supported)]
+        for dtype in chosen:
+            marks = []
+            reason = expected_failure(op_id(op), "grad" if grad else "forward", dtype)
+            if reason:
+                marks.append(pytest.mark.xfail(reason=reason, strict=True))
+            cases.append(pytest.param(op, dtype, id=f"{op_id(op)}-{str(dtype).removeprefix('torch.')}",
+                                      marks=marks))
     return cases
 
 
@@ -228,3 +240,47 @@ def test_grad(op, dtype):
                 raise
             reference = _grads_filled(op.op, sample.transform(_float64))
             _as_accurate(actual, expected, reference, _tolerances(dtype))
+
+
+class _Tally:
+    """A pytest plugin counting, per test kind, the OpInfos that pass: in float32, and over all of
+    op_db (in its own dtype where an op does not support float32)."""
+
+    def __init__(self):
+        self.outcomes: dict[str, dict[str, dict[str, str]]] = {}  # test kind -> op id -> dtype -> outcome
+
+    def pytest_runtest_logreport(self, report):
+        if report.when != "call" and not (report.when == "setup" and report.outcome != "passed"):
+            return
+        name, _, param = report.nodeid.partition("::")[2].partition("[")
+        op, _, dtype = param.rstrip("]").rpartition("-")
+        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        self.outcomes.setdefault(name, {}).setdefault(op, {})[dtype] = outcome
+
+    def summary(self) -> str:
+        lines = []
+        for name, ops in self.outcomes.items():
+            total = sum(op.supports_autograd for op in op_db) if name == "test_grad" else len(op_db)
+            f32 = {op: d["float32"] for op, d in ops.items() if "float32" in d}
+            own = {op: d.get("float32", next(iter(d.values()))) for op, d in ops.items()}
+            passed32 = sum(o == "passed" for o in f32.values())
+            passed = sum(o == "passed" for o in own.values())
+            lines.append(f"{name}: float32 {passed32}/{len(f32)} ({100 * passed32 / len(f32):.1f}%); "
+                         f"all {passed}/{total} OpInfos{' with autograd' if name == 'test_grad' else ''} "
+                         f"({100 * passed / total:.1f}%); xfailed {sum(o == 'xfailed' for o in own.values())}, "
+                         f"failed {sum(o == 'failed' for o in own.values())}")
+            failed = sorted(f"{op}-{dt}" for op, d in ops.items() for dt, o in d.items() if o == "failed")
+            if failed:
+                lines.append(f"  failed: {', '.join(failed)}")
+        return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    # python tests/test_opinfo.py [pytest args]: runs the suite and prints the pass rates
+    import sys
+
+    tally = _Tally()
+    code = pytest.main([__file__, "-q", "-p", "no:cacheprovider", "-W", "ignore", "--tb=line", *sys.argv[1:]],
+                       plugins=[tally])
+    print(tally.summary())
+    sys.exit(code)

@@ -77,3 +77,27 @@ def test_inplace_ops_on_intermediates_and_inputs_keep_eager_semantics():
     out = thunder.compile(f)(x, buf)
     torch.testing.assert_close(out, x * 2 + 1 + expected_buf)
     torch.testing.assert_close(buf, expected_buf)
+
+
+def test_examine_reports_definition_and_executor_per_op(capsys):
+    from thunder.executors.base import OperatorExecutor
+    from thunder.executors.torchex import torch_executor
+
+    def f(x, w):
+        return F.linear(x, w).relu().cumsum(0) + torch.sort(x, 1).values.sum()
+
+    args = (_randn(3, 4), _randn(5, 4))
+    rows = {r.op: r for r in thunder.examine(f, *args)}
+    assert rows["ltorch.linear"].kind == "torch language" and rows["ltorch.linear"].executors == "torch"
+    assert rows["opaque.sort"].kind == "opaque" and rows["opaque.sort"].executors == "torch"
+    assert any(op.startswith("opaque.") and "cumsum" in op for op in rows)
+    assert "ltorch.linear" in capsys.readouterr().out  # the printed table
+
+    # an executor claiming only primitives: torch-language ops are decomposed for it
+    prims_only = OperatorExecutor("prims_only", priority=0)
+    for sym_id in ("prims.linear", "prims.where", "prims.le"):
+        prims_only.register(sym_id, torch_executor._implementations[sym_id][0].impl)
+    rows = {r.op: r for r in thunder.examine(f, *args, executors=[prims_only])}
+    assert rows["ltorch.linear"].executors == "prims_only (decomposed)"
+    assert rows["ltorch.relu"].executors == "prims_only (decomposed)"
+    assert rows["opaque.sort"].executors == "torch"

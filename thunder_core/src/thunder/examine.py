@@ -11,8 +11,9 @@ from thunder.core.symbol import BoundSymbol
 @dataclass
 class OpReport:
     op: str          # the symbol in the acquired trace (ltorch.linear, opaque.cumsum)
-    kind: str        # "torch language" (decomposes into prims) or "opaque" (run through torch)
-    executors: str   # which executor(s) run it after claiming
+    kind: str        # "torch language" (decomposes into prims), "opaque" (run through torch), "primitive"
+    executors: str   # which executor(s) run it after claiming (and fusing); "(decomposed)" when its
+    #                  primitives were claimed one by one
     count: int
 
 
@@ -21,17 +22,21 @@ def examine(fn, *args, plugins=None, executors=None, **kwargs) -> list[OpReport]
     whether it has a torch-language definition or is wrapped opaquely, and which executor will run
     it. Prints a table and returns the rows."""
     import thunder
-    from thunder.executors.base import OperatorExecutor
+    from thunder.executors.base import FusionExecutor, OperatorExecutor
     from thunder.executors.claim import _claim
 
     compiled = thunder.compile(fn, plugins=plugins, executors=executors)
     engine = thunder._compiled(compiled)
     program = thunder.compiled.acquire(engine.fn, args, kwargs, module=engine.module)
-    operators = [ex for ex in engine.executors if isinstance(ex, OperatorExecutor)]
+    chosen = engine.executors_for(program.computation)
+    operators = [ex for ex in chosen if isinstance(ex, OperatorExecutor)]
+    fusions = [ex for ex in chosen if isinstance(ex, FusionExecutor)]
     counts: Counter = Counter()
     for bsym in program.computation.bound_symbols:
         claimed = _claim(bsym, operators)
-        counts[(bsym.sym.id, _kind(bsym), ", ".join(sorted({_executor_of(c) for c in claimed})))] += 1
+        names = sorted({_executor_of(c, fusions) for c in claimed})
+        where = ", ".join(names) + ("" if _claimed_whole(bsym, claimed, operators) else " (decomposed)")
+        counts[(bsym.sym.id, _kind(bsym), where)] += 1
     rows = [OpReport(op, kind, ex, n) for (op, kind, ex), n in counts.items()]
     width = max([len(r.op) for r in rows] + [2])
     print(f"{'op':<{width}}  {'count':>5}  {'kind':<14}  executor")
@@ -40,11 +45,26 @@ def examine(fn, *args, plugins=None, executors=None, **kwargs) -> list[OpReport]
     return rows
 
 
+def _claimed_whole(bsym: BoundSymbol, claimed, operators) -> bool:
+    """Whether one executor runs ``bsym`` as it is (rather than its decomposition)."""
+    if len(claimed) != 1:
+        return False
+    tags = claimed[0].sym.tags
+    name = tags[1] if len(tags) > 1 and tags[0] == "executor" else None
+    return any(ex.name == name and ex.can_execute(bsym) for ex in operators)
+
+
 def _kind(bsym: BoundSymbol) -> str:
-    return "opaque" if "opaque" in bsym.sym.tags else "torch language"
+    if "opaque" in bsym.sym.tags:
+        return "opaque"
+    return "primitive" if bsym.sym.module == "prims" else "torch language"
 
 
-def _executor_of(bsym: BoundSymbol) -> str:
+def _executor_of(bsym: BoundSymbol, fusions) -> str:
+    """The operator executor that claimed ``bsym``, and the fusion executor that would take it
+    into a fused region."""
     tags = bsym.sym.tags
-    return tags[1] if len(tags) > 1 and tags[0] == "executor" else "?"
+    name = tags[1] if len(tags) > 1 and tags[0] == "executor" else "?"
+    fused = [f.name for f in fusions if f.can_fuse(bsym)]
+    return f"{name} -> {fused[0]} (fused)" if fused else name
 

@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from thunder import prims
+from thunder.core.errors import DataDependentError
 from thunder.core.proxies import TensorProxy, pyval
 from thunder.torch.creation import ones, ones_like
-from thunder.torch.elementwise import add, clamp, div, exp, log, mul, ne, neg, rsqrt, sqrt, sub, where
+from thunder.torch.elementwise import add, clamp, div, eq, exp, log, mul, ne, neg, rsqrt, sqrt, sub, where
 from thunder.torch.opaque import opaque_call, opaque_with_meta
 from thunder.torch.promotion import computation_dtype, to_dtype
 from thunder.torch.reduction import amax, mean, sum, var
@@ -362,3 +363,36 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
     if full:
         loss = add(loss, 0.5 * math.log(2 * math.pi))
     return _reduce_loss(loss, reduction)
+
+
+@opaque_with_meta(torch.istft)
+def _istft_meta(input, n_fft, hop_length=None, win_length=None, window=None, center=True, normalized=False,
+                onesided=None, length=None, return_complex=False):
+    """The signal's length follows from the frame count and hop (torch's fake kernel instead runs
+    a value check on the window envelope)."""
+    if input.ndim not in (2, 3) or not input.dtype.is_complex:
+        raise RuntimeError(f"istft expects a complex 2-D or 3-D input, got {input.ndim}-D {input.dtype}")
+    n_fft = pyval(n_fft)
+    win_length = n_fft if win_length is None else pyval(win_length)
+    hop = win_length // 4 if hop_length is None else pyval(hop_length)
+    frames = input.shape[-1]
+    if length is not None:
+        samples = pyval(length)
+    else:
+        samples = n_fft + hop * (frames - 1) - (2 * (n_fft // 2) if center else 0)
+    dtype = input.dtype if return_complex else input.dtype.to_real()
+    requires_grad = torch.is_grad_enabled() and input.requires_grad
+    return TensorProxy(list(input.shape[:-2]) + [samples], dtype, input.device, requires_grad)
+
+
+@torchsymbol(F.one_hot)
+def one_hot(tensor, num_classes: int = -1):
+    """With the number of classes given; inferring it (num_classes=-1) reads the largest value."""
+    num_classes = pyval(num_classes)
+    if num_classes == -1:
+        raise DataDependentError("one_hot with num_classes=-1 is not supported: the number of classes "
+                                 "is the largest value in the tensor, not known while tracing")
+    if tensor.dtype != torch.int64:
+        raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
+    classes = prims.iota(num_classes, 0, 1, torch.int64, tensor.device)
+    return to_dtype(eq(unsqueeze(tensor, -1), classes), torch.int64)
