@@ -48,6 +48,10 @@ def _symbol_for(fn):
     while target is None and hasattr(fn, "__wrapped__"):
         fn = fn.__wrapped__
         target = TORCH_TO_SYMBOL.get(fn)
+    if target is None:  # a Tensor method called as a function (torch.Tensor.__radd__(t, 2))
+        name = getattr(fn, "__name__", None)
+        if name in proxies.TENSOR_METHODS and getattr(torch.Tensor, name, None) is fn:
+            target = proxies.TENSOR_METHODS[name]
     return target
 
 

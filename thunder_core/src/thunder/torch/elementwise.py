@@ -355,3 +355,189 @@ isnan, isinf, isfinite = (ALL[n] for n in "isnan isinf isfinite".split())
 # Python's unary operators on proxies
 TENSOR_METHODS.update({"__neg__": neg, "__abs__": abs, "__invert__": ALL["bitwise_not"],
                        "__pos__": lambda a: a})
+
+
+# -- more elementwise ops, written with the ones above ----------------------------------------------
+
+def _floating(a):
+    """``a`` in the dtype a float-only op computes in (ints become the default float)."""
+    return a if _is_float(a.dtype) else to_dtype(a, torch.get_default_dtype())
+
+
+@torchsymbol(torch.square, tensor_method("square"), methods=["square"])
+def square(a):
+    return pow(a, 2)
+
+
+@torchsymbol(torch.positive, tensor_method("positive"), methods=["positive"])
+def positive(a):
+    if a.dtype == torch.bool:
+        raise TypeError("The `+` operator, on a bool tensor is not supported.")
+    return a
+
+
+@torchsymbol(torch.clamp_min, tensor_method("clamp_min"), methods=["clamp_min"])
+def clamp_min(a, min):
+    return clamp(a, min=min)
+
+
+@torchsymbol(torch.clamp_max, tensor_method("clamp_max"), methods=["clamp_max"])
+def clamp_max(a, max):
+    return clamp(a, max=max)
+
+
+@torchsymbol(torch.deg2rad, tensor_method("deg2rad"), methods=["deg2rad"])
+def deg2rad(a):
+    return mul(_floating(a), math.pi / 180)
+
+
+@torchsymbol(torch.rad2deg, tensor_method("rad2deg"), methods=["rad2deg"])
+def rad2deg(a):
+    return mul(_floating(a), 180 / math.pi)
+
+
+@torchsymbol(torch.frac, tensor_method("frac"), methods=["frac"])
+def frac(a):
+    return sub(a, trunc(a))
+
+
+@torchsymbol(torch.logaddexp, tensor_method("logaddexp"), methods=["logaddexp"])
+def logaddexp(a, b):
+    """max + log1p(exp(-|a - b|)); equal infinities give themselves (their difference is nan)."""
+    m = maximum(a, b)
+    same_inf = logical_and(isinf(a), eq(a, b))
+    return where(same_inf, a, add(m, log1p(exp(neg(abs(sub(a, b)))))))
+
+
+@torchsymbol(torch.logaddexp2, tensor_method("logaddexp2"), methods=["logaddexp2"])
+def logaddexp2(a, b):
+    m = maximum(a, b)
+    same_inf = logical_and(isinf(a), eq(a, b))
+    return where(same_inf, a, add(m, div(log1p(exp2(neg(abs(sub(a, b))))), math.log(2))))
+
+
+@torchsymbol(torch.sinc, tensor_method("sinc"), methods=["sinc"])
+def sinc(a):
+    x = mul(_floating(a), math.pi)
+    return where(eq(x, 0), 1.0, div(sin(x), x))
+
+
+@torchsymbol(torch.copysign, tensor_method("copysign"), methods=["copysign"])
+def copysign(a, b):
+    return _binary(prims.copysign, a, b, float_only=True)
+
+
+@torchsymbol(torch.fmax, tensor_method("fmax"), methods=["fmax"])
+def fmax(a, b):
+    """The larger, ignoring a nan operand; ties go to ``a`` (as eager's gradient does)."""
+    dtype = result_dtype(a, b)
+    a, b = broadcast(to_dtype(a, dtype), to_dtype(b, dtype))
+    return where(logical_or(ge(a, b), isnan(b)), a, b)
+
+
+@torchsymbol(torch.fmin, tensor_method("fmin"), methods=["fmin"])
+def fmin(a, b):
+    dtype = result_dtype(a, b)
+    a, b = broadcast(to_dtype(a, dtype), to_dtype(b, dtype))
+    return where(logical_or(le(a, b), isnan(b)), a, b)
+
+
+@torchsymbol(torch.isposinf, tensor_method("isposinf"), methods=["isposinf"])
+def isposinf(a):
+    return logical_and(isinf(a), gt(a, 0))
+
+
+@torchsymbol(torch.isneginf, tensor_method("isneginf"), methods=["isneginf"])
+def isneginf(a):
+    return logical_and(isinf(a), lt(a, 0))
+
+
+@torchsymbol(torch.nan_to_num, tensor_method("nan_to_num"), methods=["nan_to_num"])
+def nan_to_num(a, nan=0.0, posinf=None, neginf=None):
+    if not a.dtype.is_floating_point:
+        return a
+    info = torch.finfo(a.dtype)
+    a = where(isnan(a), 0.0 if nan is None else nan, a)
+    a = where(logical_and(isinf(a), gt(a, 0)), info.max if posinf is None else posinf, a)
+    return where(logical_and(isinf(a), lt(a, 0)), info.min if neginf is None else neginf, a)
+
+
+@torchsymbol(torch.logit, tensor_method("logit"), methods=["logit"])
+def logit(a, eps=None):
+    x = _floating(a)
+    if eps is not None:
+        x = clamp(x, pyval(eps), 1 - pyval(eps))
+    return log(div(x, sub(1, x)))
+
+
+@torchsymbol(torch.float_power, tensor_method("float_power"), methods=["float_power"])
+def float_power(a, b):
+    dtype = torch.complex128 if any(isinstance(x, TensorProxy) and x.dtype.is_complex for x in (a, b)) \
+        else torch.float64
+    return pow(to_dtype(a, dtype), to_dtype(b, dtype))
+
+
+@torchsymbol(torch.ldexp, tensor_method("ldexp"), methods=["ldexp"])
+def ldexp(a, b):
+    return mul(a, exp2(_floating(b) if isinstance(b, TensorProxy) else float(pyval(b))))
+
+
+# activations
+@torchsymbol(torch.nn.functional.relu6)
+def relu6(a, inplace: bool = False):
+    return hardtanh(a, 0.0, 6.0)
+
+
+@torchsymbol(torch.nn.functional.hardsigmoid)
+def hardsigmoid(a, inplace: bool = False):
+    return div(hardtanh(add(a, 3.0), 0.0, 6.0), 6.0)
+
+
+@torchsymbol(torch.nn.functional.hardswish)
+def hardswish(a, inplace: bool = False):
+    return mul(a, div(hardtanh(add(a, 3.0), 0.0, 6.0), 6.0))
+
+
+@torchsymbol(torch.nn.functional.hardshrink, tensor_method("hardshrink"), methods=["hardshrink"])
+def hardshrink(a, lambd: float = 0.5):
+    return where(logical_and(ge(a, -lambd), le(a, lambd)), 0, a)
+
+
+@torchsymbol(torch.nn.functional.softshrink)
+def softshrink(a, lambd: float = 0.5):
+    return where(gt(a, lambd), sub(a, lambd), where(lt(a, -lambd), add(a, lambd), 0))
+
+
+@torchsymbol(torch.nn.functional.softsign)
+def softsign(a):
+    return div(a, add(abs(a), 1))
+
+
+@torchsymbol(torch.nn.functional.tanhshrink)
+def tanhshrink(a):
+    return sub(a, tanh(a))
+
+
+@torchsymbol(torch.nn.functional.threshold)
+def threshold(a, threshold: float, value: float, inplace: bool = False):
+    return where(le(a, threshold), value, a)
+
+
+@torchsymbol(torch.nn.functional.logsigmoid)
+def logsigmoid(a):
+    return sub(minimum(a, 0), log1p(exp(neg(abs(a)))))
+
+
+@torchsymbol(torch.nn.functional.selu, torch.selu)
+def selu(a, inplace: bool = False):
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    return mul(where(gt(a, 0), a, mul(expm1(a), alpha)), scale)
+
+
+@torchsymbol(torch.nn.functional.celu, torch.celu)
+def celu(a, alpha: float = 1.0, inplace: bool = False):
+    return where(gt(a, 0), a, mul(expm1(div(a, alpha)), alpha))
+
+
+exp2, sin = ALL["exp2"], ALL["sin"]
+logical_and, logical_or = ALL["logical_and"], ALL["logical_or"]

@@ -12,12 +12,32 @@ from thunder import prims
 from thunder.core.errors import DataDependentError
 from thunder.core.proxies import TensorProxy, pyval
 from thunder.torch.creation import ones, ones_like
-from thunder.torch.elementwise import add, clamp, div, eq, exp, log, mul, ne, neg, rsqrt, sqrt, sub, where
+from thunder.torch.elementwise import (
+    abs,
+    add,
+    clamp,
+    div,
+    eq,
+    exp,
+    gt,
+    log,
+    log1p,
+    lt,
+    minimum,
+    mul,
+    ne,
+    neg,
+    rsqrt,
+    sigmoid,
+    sqrt,
+    sub,
+    where,
+)
 from thunder.torch.opaque import opaque_call, opaque_with_meta
-from thunder.torch.promotion import computation_dtype, to_dtype
+from thunder.torch.promotion import broadcast_shapes, broadcast_to, computation_dtype, result_dtype, to_dtype
 from thunder.torch.reduction import amax, mean, sum, var
 from thunder.torch.registry import adapts, tensor_method, torchsymbol
-from thunder.torch.shape import canonical_dim, diagonal, expand, reshape, squeeze, transpose, tril, unsqueeze
+from thunder.torch.shape import canonical_dim, diagonal, expand, narrow, reshape, squeeze, transpose, tril, unsqueeze
 
 # -- linear algebra ---------------------------------------------------------------------------
 
@@ -396,3 +416,176 @@ def one_hot(tensor, num_classes: int = -1):
         raise RuntimeError("one_hot is only applicable to index tensor of type LongTensor.")
     classes = prims.iota(num_classes, 0, 1, torch.int64, tensor.device)
     return to_dtype(eq(unsqueeze(tensor, -1), classes), torch.int64)
+
+
+# -- more activations and losses --------------------------------------------------------------------
+
+@torchsymbol(F.glu)
+def glu(input, dim: int = -1):
+    dim = canonical_dim(dim, input.ndim)
+    if input.shape[dim] % 2:
+        raise RuntimeError(f"Halving dimension must be even, but dimension {dim} is size {input.shape[dim]}")
+    half = input.shape[dim] // 2
+    a = narrow(input, dim, 0, half)
+    b = narrow(input, dim, half, half)
+    return mul(a, sigmoid(b))
+
+
+@adapts(F.softmin)
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    dim = _implicit_softmax_dim(input.ndim) if dim is None else dim
+    return softmax(neg(to_dtype(input, dtype) if dtype is not None else input), dim)
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    """size_average/reduce, deprecated, still override reduction as in eager."""
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    return ("mean" if size_average else "sum") if reduce else "none"
+
+
+def _pointwise_loss(loss, reduction, weight=None):
+    if weight is not None:
+        loss = mul(loss, weight)
+    return _reduce_loss(loss, reduction)
+
+
+@torchsymbol(F.l1_loss)
+def l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", weight=None):
+    return _pointwise_loss(abs(sub(input, target)), _legacy_reduction(size_average, reduce, reduction), weight)
+
+
+@torchsymbol(F.smooth_l1_loss)
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction: str = "mean", beta: float = 1.0):
+    d = abs(sub(input, target))
+    beta = pyval(beta)
+    loss = d if beta == 0 else where(lt(d, beta), div(mul(mul(d, d), 0.5), beta), sub(d, 0.5 * beta))
+    return _reduce_loss(loss, _legacy_reduction(size_average, reduce, reduction))
+
+
+@torchsymbol(F.huber_loss)
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0, weight=None):
+    d = abs(sub(input, target))
+    delta = pyval(delta)
+    loss = where(lt(d, delta), mul(mul(d, d), 0.5), mul(sub(d, 0.5 * delta), delta))
+    return _pointwise_loss(loss, reduction, weight)
+
+
+@torchsymbol(F.binary_cross_entropy_with_logits)
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None, reduce=None,
+                                     reduction: str = "mean", pos_weight=None):
+    """(1 - t) x - (1 + (pw - 1) t) log sigmoid(x), with log sigmoid computed stably."""
+    log_sig = sub(minimum(input, 0), log1p(exp(neg(abs(input)))))
+    scale = 1 if pos_weight is None else add(mul(sub(pos_weight, 1), target), 1)
+    loss = sub(mul(sub(1, target), input), mul(scale, log_sig))
+    return _pointwise_loss(loss, _legacy_reduction(size_average, reduce, reduction), weight)
+
+
+@torchsymbol(F.kl_div)
+def kl_div(input, target, size_average=None, reduce=None, reduction: str = "mean", log_target: bool = False):
+    if log_target:
+        loss = mul(exp(target), sub(target, input))
+    else:
+        loss = sub(where(eq(target, 0), 0.0, mul(target, log(target))), mul(target, input))
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if reduction == "batchmean":
+        return div(sum(loss), input.shape[0]) if input.ndim else sum(loss)
+    return _reduce_loss(loss, reduction)
+
+
+@torchsymbol(F.poisson_nll_loss)
+def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, size_average=None,
+                     eps: float = 1e-8, reduce=None, reduction: str = "mean"):
+    if log_input:
+        loss = sub(exp(input), mul(target, input))
+    else:
+        loss = sub(input, mul(target, log(add(input, eps))))
+    if full:
+        stirling = add(sub(mul(target, log(target)), target), mul(log(mul(target, 2 * math.pi)), 0.5))
+        loss = add(loss, where(gt(target, 1), stirling, 0.0))
+    return _reduce_loss(loss, _legacy_reduction(size_average, reduce, reduction))
+
+
+@torchsymbol(F.margin_ranking_loss)
+def margin_ranking_loss(input1, input2, target, margin: float = 0, size_average=None, reduce=None,
+                        reduction: str = "mean"):
+    loss = clamp(add(mul(neg(target), sub(input1, input2)), margin), min=0)
+    return _reduce_loss(loss, _legacy_reduction(size_average, reduce, reduction))
+
+
+@torchsymbol(F.hinge_embedding_loss)
+def hinge_embedding_loss(input, target, margin: float = 1.0, size_average=None, reduce=None,
+                         reduction: str = "mean"):
+    margin_part = where(ne(target, 1), clamp(sub(margin, input), min=0), 0.0)
+    self_part = where(ne(target, -1), input, 0.0)
+    return _reduce_loss(add(margin_part, self_part), _legacy_reduction(size_average, reduce, reduction))
+
+
+@torchsymbol(F.soft_margin_loss)
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction: str = "mean"):
+    loss = log1p(exp(mul(neg(target), input)))
+    return _reduce_loss(loss, _legacy_reduction(size_average, reduce, reduction))
+
+
+# -- more linear algebra ----------------------------------------------------------------------------
+
+@torchsymbol(torch.outer, tensor_method("outer"), torch.ger, methods=["outer", "ger"])
+def outer(a, b):
+    return mul(unsqueeze(a, 1), b)
+
+
+@torchsymbol(torch.dot, tensor_method("dot"), methods=["dot"])
+def dot(a, b):
+    if a.ndim != 1 or b.ndim != 1:
+        raise RuntimeError(f"1D tensors expected, but got {a.ndim}D and {b.ndim}D tensors")
+    return matmul(a, b)
+
+
+@torchsymbol(torch.mv, tensor_method("mv"), methods=["mv"])
+def mv(a, v):
+    if a.ndim != 2 or v.ndim != 1:
+        raise RuntimeError(f"vector + matrix @ vector expected, got {a.ndim}, {v.ndim}")
+    return matmul(a, v)
+
+
+def _scaled_sum(a, product, beta, alpha):
+    """beta * a + alpha * product; beta == 0 ignores a's values (nan and inf included), as eager does."""
+    if pyval(alpha) != 1:
+        product = mul(product, alpha)
+    if pyval(beta) == 0:
+        shape = broadcast_shapes(a.shape, product.shape)
+        return broadcast_to(to_dtype(product, result_dtype(a, product)), shape)
+    return add(mul(a, beta) if pyval(beta) != 1 else a, product)
+
+
+@torchsymbol(torch.addmv, tensor_method("addmv"), methods=["addmv"])
+def addmv(a, mat, vec, *, beta=1, alpha=1):
+    return _scaled_sum(a, mv(mat, vec), beta, alpha)
+
+
+@torchsymbol(torch.addr, tensor_method("addr"), methods=["addr"])
+def addr(a, vec1, vec2, *, beta=1, alpha=1):
+    return _scaled_sum(a, outer(vec1, vec2), beta, alpha)
+
+
+@torchsymbol(torch.addbmm, tensor_method("addbmm"), methods=["addbmm"])
+def addbmm(a, batch1, batch2, *, beta=1, alpha=1):
+    return _scaled_sum(a, sum(bmm(batch1, batch2), 0), beta, alpha)
+
+
+@torchsymbol(torch.inner, tensor_method("inner"), methods=["inner"])
+def inner(a, b):
+    if a.ndim == 0 or b.ndim == 0:
+        return mul(a, b)
+    k = a.shape[-1]
+    out = matmul(reshape(a, [-1, k]), transpose(reshape(b, [-1, k]), 0, 1))
+    return reshape(out, list(a.shape[:-1]) + list(b.shape[:-1]))
+
+
+@torchsymbol(torch.trace, tensor_method("trace"), methods=["trace"])
+def trace(a):
+    if a.ndim != 2:
+        raise RuntimeError(f"trace: expected a matrix, but got tensor with dim {a.ndim}")
+    return sum(diagonal(a))

@@ -8,7 +8,23 @@ import torch
 
 from thunder import prims
 from thunder.core.proxies import TensorProxy, pyval
-from thunder.torch.elementwise import abs, add, div, exp, isinf, log, maximum, minimum, mul, ne, pow, sqrt, sub, where
+from thunder.torch.elementwise import (
+    abs,
+    add,
+    div,
+    exp,
+    isinf,
+    isnan,
+    log,
+    maximum,
+    minimum,
+    mul,
+    ne,
+    pow,
+    sqrt,
+    sub,
+    where,
+)
 from thunder.torch.promotion import computation_dtype, to_dtype
 from thunder.torch.registry import tensor_method, torchsymbol
 from thunder.torch.shape import canonical_dim, reshape, unsqueeze
@@ -198,3 +214,19 @@ def vector_norm(a, ord=2, dim=None, keepdim: bool = False, *, dtype=None):
         return amax(x, () if dim is None else dim, keepdim)
     return pow(sum(pow(x, ord), dim, keepdim), 1.0 / ord)
 
+
+
+@torchsymbol(torch.nansum, tensor_method("nansum"), methods=["nansum"])
+def nansum(a, dim=None, keepdim: bool = False, *, dtype=None):
+    return sum(where(isnan(a), 0, a) if a.dtype.is_floating_point else a, dim, keepdim, dtype=dtype)
+
+
+@torchsymbol(torch.nanmean, tensor_method("nanmean"), methods=["nanmean"])
+def nanmean(a, dim=None, keepdim: bool = False, *, dtype=None):
+    if not (a.dtype.is_floating_point or a.dtype.is_complex):
+        raise RuntimeError(f"nanmean(): expected input to have floating point or complex dtype but got {a.dtype}")
+    dims = reduction_dims(a, dim)
+    count = sum(to_dtype(ne(a, a), torch.int64), dims, keepdim)
+    total = nansum(a, dims, keepdim, dtype=dtype)
+    n = math.prod(a.shape[d] for d in dims) if a.ndim else 1
+    return div(total, sub(n, count))

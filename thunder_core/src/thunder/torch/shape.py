@@ -18,7 +18,7 @@ from thunder.core.proxies import NumberProxy, TensorProxy, pyval
 from thunder.torch.creation import arange
 from thunder.torch.elementwise import add, ge, le, lt, sub, where
 from thunder.torch.opaque import opaque_call
-from thunder.torch.promotion import broadcast_to, result_dtype, to_dtype
+from thunder.torch.promotion import broadcast, broadcast_to, result_dtype, to_dtype
 from thunder.torch.registry import adapts, method_only, tensor_method, tensor_property, torchsymbol
 
 
@@ -435,3 +435,134 @@ def check(cond, message=None):
     if not pyval(cond):
         raise RuntimeError(message() if callable(message) else (message or "Expected cond to be True"))
     return None
+
+
+# -- more shape ops, written with the ones above ----------------------------------------------------
+
+@torchsymbol(torch.ravel, tensor_method("ravel"), methods=["ravel"])
+def ravel(a):
+    return reshape(a, -1)
+
+
+@torchsymbol(torch.movedim, tensor_method("movedim"), torch.moveaxis, methods=["movedim", "moveaxis"])
+def movedim(a, source, destination):
+    source = [source] if isinstance(source, (int, NumberProxy)) else list(source)
+    destination = [destination] if isinstance(destination, (int, NumberProxy)) else list(destination)
+    if len(source) != len(destination):
+        raise RuntimeError("movedim: Invalid source or destination dims: source and destination must have "
+                           "the same number of dims")
+    source = [canonical_dim(d, a.ndim) for d in source]
+    destination = [canonical_dim(d, a.ndim) for d in destination]
+    order = [None] * a.ndim
+    for s, d in zip(source, destination):
+        order[d] = s
+    rest = iter(d for d in range(a.ndim) if d not in source)
+    return permute(a, [next(rest) if o is None else o for o in order])
+
+
+@torchsymbol(torch.fliplr, tensor_method("fliplr"), methods=["fliplr"])
+def fliplr(a):
+    if a.ndim < 2:
+        raise RuntimeError("Input must be >= 2-d.")
+    return flip(a, 1)
+
+
+@torchsymbol(torch.flipud, tensor_method("flipud"), methods=["flipud"])
+def flipud(a):
+    if a.ndim < 1:
+        raise RuntimeError("Input must be >= 1-d.")
+    return flip(a, 0)
+
+
+@torchsymbol(torch.rot90, tensor_method("rot90"), methods=["rot90"])
+def rot90(a, k: int = 1, dims=(0, 1)):
+    if len(dims) != 2 or a.ndim < 2:
+        raise RuntimeError(f"expected total rotation dims == 2 and total dims >= 2, but got {len(dims)} and {a.ndim}")
+    d0, d1 = canonical_dim(dims[0], a.ndim), canonical_dim(dims[1], a.ndim)
+    if d0 == d1:
+        raise RuntimeError("expected rotation dims to be different")
+    k = pyval(k) % 4
+    if k == 1:
+        return transpose(flip(a, d1), d0, d1)
+    if k == 2:
+        return flip(a, d0, d1)
+    if k == 3:
+        return transpose(flip(a, d0), d0, d1)
+    return a
+
+
+def _tensors_arg(tensors):
+    return list(tensors[0]) if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)) else list(tensors)
+
+
+def _atleast(ndim: int, tensors):
+    def one(t):
+        if t.ndim >= ndim:
+            return t
+        if ndim == 3 and t.ndim == 2:
+            return unsqueeze(t, -1)
+        if ndim == 3 and t.ndim == 1:
+            return reshape(t, 1, t.shape[0], 1)
+        return reshape(t, [1] * (ndim - t.ndim) + list(t.shape))
+
+    many = len(tensors) != 1 or isinstance(tensors[0], (list, tuple))
+    results = tuple(one(t) for t in _tensors_arg(tensors))
+    return results if many else results[0]
+
+
+@torchsymbol(torch.atleast_1d)
+def atleast_1d(*tensors):
+    return _atleast(1, tensors)
+
+
+@torchsymbol(torch.atleast_2d)
+def atleast_2d(*tensors):
+    return _atleast(2, tensors)
+
+
+@torchsymbol(torch.atleast_3d)
+def atleast_3d(*tensors):
+    return _atleast(3, tensors)
+
+
+@torchsymbol(torch.hstack)
+def hstack(tensors):
+    tensors = atleast_1d(*tensors)
+    return cat(tensors, 0 if tensors[0].ndim == 1 else 1)
+
+
+@torchsymbol(torch.vstack, torch.row_stack)
+def vstack(tensors):
+    return cat(atleast_2d(*tensors), 0)
+
+
+@torchsymbol(torch.dstack)
+def dstack(tensors):
+    return cat(atleast_3d(*tensors), 2)
+
+
+@torchsymbol(torch.column_stack)
+def column_stack(tensors):
+    return cat([reshape(t, t.numel(), 1) if t.ndim <= 1 else t for t in tensors], 1)
+
+
+@torchsymbol(torch.unsafe_split, tensor_method("unsafe_split"), methods=["unsafe_split"])
+def unsafe_split(a, split_size, dim: int = 0):
+    return split(a, split_size, dim)
+
+
+@torchsymbol(torch.unsafe_chunk, tensor_method("unsafe_chunk"), methods=["unsafe_chunk"])
+def unsafe_chunk(a, chunks: int, dim: int = 0):
+    return chunk(a, chunks, dim)
+
+
+@torchsymbol(torch.split_with_sizes, tensor_method("split_with_sizes"), methods=["split_with_sizes"])
+def split_with_sizes(a, split_sizes, dim: int = 0):
+    if builtins.sum(pyval(s) for s in split_sizes) != a.shape[canonical_dim(dim, a.ndim)]:
+        raise RuntimeError("split_with_sizes expects split_sizes to sum exactly to the dim's size")
+    return split(a, list(split_sizes), dim)
+
+
+@torchsymbol(torch.broadcast_tensors)
+def broadcast_tensors(*tensors):
+    return tuple(broadcast(*_tensors_arg(tensors)))

@@ -172,6 +172,13 @@ def _polygamma(ctx, n, a):
     return None, mul(ctx.g, prims.polygamma(pyval(n) + 1, a))
 
 
+@vjp("prims.copysign")
+def _copysign(ctx, a, b):
+    """out / a (the sign flip), 0 where a is 0, as eager; nothing flows to b."""
+    ratio = where(eq(a, 0), 0.0, div(ctx.out, a))
+    return (mul(ctx.g, ratio) if _t(a) else None), (zeros(b.shape, ctx.g) if _t(b) else None)
+
+
 @vjp("prims.floor_divide")
 def _floor_divide(ctx, a, b):
     """Piecewise constant: zero almost everywhere (eager gives zeros too)."""
