@@ -55,7 +55,7 @@ def _native_dtype(supported):
     return min(supported, key=str) if supported else None
 
 
-def _cases(dtypes, *, grad: bool = False):
+def _cases(dtypes, *, grad: bool = False, test: str = "forward"):
     cases = []
     for op in op_db:
         supported = op.supported_backward_dtypes("cpu") if grad else op.supported_dtypes("cpu")
@@ -66,7 +66,7 @@ def _cases(dtypes, *, grad: bool = False):
             chosen = [_native_dtype(supported)]
         for dtype in chosen:
             marks = []
-            reason = expected_failure(op_id(op), "grad" if grad else "forward", dtype)
+            reason = expected_failure(op_id(op), "grad" if grad else test, dtype)
             if reason:
                 marks.append(pytest.mark.xfail(reason=reason, strict=True))
             cases.append(pytest.param(op, dtype, id=f"{op_id(op)}-{str(dtype).removeprefix('torch.')}",
@@ -164,7 +164,7 @@ def test_forward(op, dtype):
     _check_forward(op, dtype)
 
 
-@pytest.mark.parametrize("op, dtype", _cases(DTYPES))
+@pytest.mark.parametrize("op, dtype", _cases(DTYPES, test="forward_prims"))
 def test_forward_prims(op, dtype):
     _check_forward(op, dtype, executors=[PRIMS_EXECUTOR], tolerances=_tolerances(dtype))
 

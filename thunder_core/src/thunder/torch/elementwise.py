@@ -337,7 +337,7 @@ def mish(a, inplace: bool = False):
 
 @torchsymbol(torch.nn.functional.hardtanh)
 def hardtanh(a, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
-    return clamp(a, min_val, max_val)
+    return to_dtype(clamp(a, min_val, max_val), a.dtype)  # the bounds do not promote an int input
 
 
 @torchsymbol(torch.nn.functional.elu)

@@ -75,18 +75,12 @@ def mm(a, b):
 
 @torchsymbol(torch.baddbmm, tensor_method("baddbmm"), methods=["baddbmm"])
 def baddbmm(a, b1, b2, *, beta=1, alpha=1):
-    product = bmm(b1, b2)
-    if pyval(alpha) != 1:
-        product = mul(product, alpha)
-    return add(mul(a, beta), product) if pyval(beta) != 0 else product
+    return _scaled_sum(a, bmm(b1, b2), beta, alpha)
 
 
 @torchsymbol(torch.addmm, tensor_method("addmm"), methods=["addmm"])
 def addmm(a, m1, m2, *, beta=1, alpha=1):
-    product = mm(m1, m2)
-    if pyval(alpha) != 1:
-        product = mul(product, alpha)
-    return add(mul(a, beta), product) if pyval(beta) != 0 else product
+    return _scaled_sum(a, mm(m1, m2), beta, alpha)
 
 
 @torchsymbol(torch.cov, tensor_method("cov"), methods=["cov"])
@@ -196,6 +190,8 @@ def softmax(a, dim, dtype=None):
     out_dtype = dtype or a.dtype
     x = to_dtype(a, computation_dtype(out_dtype))
     dim = canonical_dim(dim, a.ndim)
+    if a.ndim and a.shape[dim] == 0:
+        return to_dtype(x, out_dtype)
     shifted = exp(sub(x, amax(x, dim, keepdim=True)))
     return to_dtype(div(shifted, sum(shifted, dim, keepdim=True)), out_dtype)
 
@@ -205,6 +201,8 @@ def log_softmax(a, dim, dtype=None):
     out_dtype = dtype or a.dtype
     x = to_dtype(a, computation_dtype(out_dtype))
     dim = canonical_dim(dim, a.ndim)
+    if a.ndim and a.shape[dim] == 0:
+        return to_dtype(x, out_dtype)
     shifted = sub(x, amax(x, dim, keepdim=True))
     return to_dtype(sub(shifted, log(sum(exp(shifted), dim, keepdim=True))), out_dtype)
 
@@ -552,12 +550,15 @@ def mv(a, v):
 
 def _scaled_sum(a, product, beta, alpha):
     """beta * a + alpha * product; beta == 0 ignores a's values (nan and inf included), as eager does."""
+    dtype = result_dtype(a, product)  # the scalars do not promote (an int addmv stays int)
+    if not (dtype.is_floating_point or dtype.is_complex):  # eager converts them to the tensors' type
+        alpha, beta = int(pyval(alpha)), int(pyval(beta))
     if pyval(alpha) != 1:
-        product = mul(product, alpha)
+        product = to_dtype(mul(product, alpha), dtype)
     if pyval(beta) == 0:
         shape = broadcast_shapes(a.shape, product.shape)
-        return broadcast_to(to_dtype(product, result_dtype(a, product)), shape)
-    return add(mul(a, beta) if pyval(beta) != 1 else a, product)
+        return broadcast_to(to_dtype(product, dtype), shape)
+    return to_dtype(add(to_dtype(mul(a, beta), dtype) if pyval(beta) != 1 else a, product), dtype)
 
 
 @torchsymbol(torch.addmv, tensor_method("addmv"), methods=["addmv"])
