@@ -66,7 +66,31 @@ class Timer:
         return statistics.median(times)
 
 
-def run_case(name, model, make_step, device, iters, warmup, tolerance):
+def _print_profile(title, step, rows=15):
+    """Where the time of one step goes: the kernels with the most device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    print(f"\n-- profile: {title}")
+    print(prof.key_averages().table(sort_by="device_time_total", row_limit=rows, max_name_column_width=70))
+
+
+def _write_traces(directory, name, fn):
+    """The executed forward (and backward) trace of ``fn``, to read what ran."""
+    import pathlib
+
+    path = pathlib.Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    stem = "".join(c if c.isalnum() else "_" for c in name)
+    (path / f"{stem}.forward.py").write_text(str(thunder.last_traces(fn)[-1]))
+    backward = thunder.last_backward_traces(fn)
+    if backward:
+        (path / f"{stem}.backward.py").write_text(str(backward[-1]))
+
+
+def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=False, traces_dir=None):
     rows = []
     results = {}
     implementations = {"eager": model, "torch.compile": torch.compile(model), "thunder": thunder.compile(model)}
@@ -85,6 +109,10 @@ def run_case(name, model, make_step, device, iters, warmup, tolerance):
         for _ in range(warmup):
             step()
         ms = timer(step, iters)
+        if profile:
+            _print_profile(f"{name}: {impl}", step)
+        if traces_dir and impl == "thunder":
+            _write_traces(traces_dir, name, fn)
         peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         rows.append((impl, ms, first, peak))
         model.zero_grad(set_to_none=True)
@@ -107,6 +135,8 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="tiny shapes on CPU (CI smoke: correctness only)")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--only", default="", help="comma-separated case names to run")
+    parser.add_argument("--profile", action="store_true", help="print each implementation's top CUDA kernels")
+    parser.add_argument("--traces", default=None, help="directory to write Thunder's executed traces to")
     opts = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not opts.tiny else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -114,7 +144,7 @@ def main():
     batch_seq_train = (1, 64) if opts.tiny else (1, 2048)
     batch_seq_infer = (2, 32) if opts.tiny else (8, 512)
     iters, warmup = (3, 1) if opts.tiny else (opts.iters, 3)
-    tolerance = 1e-3 if dtype == torch.float32 else 2e-2
+    tolerance = 1e-3 if dtype == torch.float32 else 5e-2
     torch.manual_seed(0)
 
     def training_step(get_logits, b, t):
@@ -155,7 +185,8 @@ def main():
     for name, model, make_step in cases:
         if only and not any(o in name for o in only):
             continue
-        run_case(name, model, make_step, device, iters, warmup, tolerance)
+        run_case(name, model, make_step, device, iters, warmup, tolerance, opts.profile and device.type == "cuda",
+                 opts.traces)
 
 
 if __name__ == "__main__":

@@ -18,23 +18,35 @@ def _grads(fn, inputs, weight):
     return [out.detach(), *torch.autograd.grad((out.float() * weight).sum(), inputs)]
 
 
-@pytest.mark.parametrize("case", ["flash_causal", "flash_gqa", "efficient_float_mask", "efficient_bool_mask_fp32"])
-def test_fused_attention_training_matches_eager(case):
+@pytest.mark.parametrize("cudnn", [True, False], ids=["cudnn_allowed", "cudnn_off"])
+@pytest.mark.parametrize("case", ["causal", "gqa", "float_mask", "bool_mask", "bool_mask_fp32"])
+def test_fused_attention_training_matches_eager(case, cudnn):
+    """Every kernel the executor picks: cuDNN (Hopper, half precision), flash (half, no mask) and
+    memory-efficient (masks, float32) attention."""
+    previous = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(cudnn)
+    try:
+        _check_attention(case)
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(previous)
+
+
+def _check_attention(case):
     dtype = torch.float32 if case.endswith("fp32") else torch.bfloat16
     b, h, kv, L, e = 2, 8, 8, 128, 64
-    if case == "flash_gqa":
+    if case == "gqa":
         kv = 2
     q, k, v = _leaves((b, h, L, e), (b, kv, L, e), (b, kv, L, e), dtype=dtype)
     mask = None
-    if case == "efficient_float_mask":
+    if case == "float_mask":
         mask = torch.randn(1, 1, L, L, device="cuda", dtype=dtype)
-    elif case == "efficient_bool_mask_fp32":
+    elif case.startswith("bool_mask"):
         mask = torch.rand(L, L, device="cuda") > 0.2
         mask.fill_diagonal_(True)
 
     def attention(q, k, v):
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=case == "flash_causal",
-                                              enable_gqa=case == "flash_gqa")
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=case == "causal",
+                                              enable_gqa=case == "gqa")
 
     weight = torch.randn(b, h, L, e, device="cuda")
     expected = _grads(attention, [q, k, v], weight)

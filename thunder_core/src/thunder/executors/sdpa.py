@@ -7,8 +7,10 @@ needs the forward's per-row log-sum-exp, which only the fused forward computes. 
 gives autodiff a forward that also keeps the kernel's state (log-sum-exp, RNG offsets) and a
 backward that consumes it:
 
-- flash attention (FlashAttention-2 in torch) for fp16/bf16 inputs without a mask,
-- memory-efficient attention for masks (boolean masks become additive biases) and float32,
+- cuDNN attention for fp16/bf16 on Hopper and newer GPUs (with or without a mask): the fastest
+  there, and what torch.compile picks,
+- flash attention (FlashAttention-2 in torch) for fp16/bf16 inputs without a mask elsewhere,
+- memory-efficient attention for the rest: masks (boolean masks become additive biases), float32,
 
 both through torch's ``aten`` ops, on CUDA. Attention with dropout, or shapes neither kernel
 takes, keep Thunder's rule. Grouped-query attention (``enable_gqa``) repeats the key/value heads
@@ -17,6 +19,7 @@ inside the kernel call and sums their gradients back.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,7 +45,7 @@ class KernelStateProxy(Proxy):
 
 
 def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    """"flash", "efficient", or None (this call keeps Thunder's rule)."""
+    """"cudnn", "flash", "efficient", or None (this call keeps Thunder's rule)."""
     tensors = (query, key, value)
     if not all(isinstance(t, TensorProxy) and t.ndim == 4 and t.device.type == "cuda" for t in tensors):
         return None
@@ -53,11 +56,22 @@ def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, s
         return None
     if query.shape[1] != key.shape[1] and not (enable_gqa and query.shape[1] % key.shape[1] == 0):
         return None
+    mask_ok = attn_mask is None or (isinstance(attn_mask, TensorProxy) and not attn_mask.requires_grad)
+    if query.dtype in _HALF and head_dim <= 128 and mask_ok and torch.backends.cuda.cudnn_sdp_enabled() \
+            and _cudnn_available(query.device):
+        return "cudnn"
     if attn_mask is None and query.dtype in _HALF and head_dim <= 256:
         return "flash"
-    if head_dim <= 128 and (attn_mask is None or (isinstance(attn_mask, TensorProxy) and not attn_mask.requires_grad)):
+    if head_dim <= 128 and mask_ok:
         return "efficient"
     return None
+
+
+@functools.cache
+def _cudnn_available(device) -> bool:
+    """cuDNN attention with its backward, on a Hopper-or-newer GPU."""
+    return (hasattr(aten, "_scaled_dot_product_cudnn_attention_backward") and torch.backends.cudnn.is_available()
+            and torch.cuda.get_device_capability(device) >= (9, 0))
 
 
 def _expand_heads(x, heads: int):
@@ -96,6 +110,9 @@ def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
     if kernel == "flash":
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_flash_attention(
             q, k, v, 0.0, is_causal, False, scale=scale)
+    elif kernel == "cudnn":
+        out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_cudnn_attention(
+            q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, False, scale=scale)
     else:
         out, lse, seed, offset = aten._scaled_dot_product_efficient_attention(
             q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, scale=scale)
@@ -112,6 +129,10 @@ def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, 
         gq, gk, gv = aten._scaled_dot_product_flash_attention_backward(
             grad, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, is_causal, seed, offset,
             scale=scale)
+    elif kernel == "cudnn":
+        gq, gk, gv = aten._scaled_dot_product_cudnn_attention_backward(
+            grad, q, k, v, out, lse, seed, offset, _bias(attn_mask, q, k), None, None, q.shape[2], k.shape[2],
+            0.0, is_causal, scale=scale)
     else:
         gq, gk, gv, _ = aten._scaled_dot_product_efficient_attention_backward(
             grad, q, k, v, _bias(attn_mask, q, k), out, lse, seed, offset, 0.0, [True, True, True, False],
