@@ -198,8 +198,8 @@ class CompiledFunction:
             if inference:
                 trace = without_grad_mode_changes(trace)
             fn, lowered = self.lower(trace)
-            if inference:
-                fn = _without_grad(fn)
+            if inference and any(isinstance(a, TensorProxy) and a.requires_grad for a in trace.args):
+                fn = _without_grad(fn)  # so torch records no graph for what needs no gradient
             traces += lowered
         else:
             traces.append(split.forward)

@@ -149,12 +149,17 @@ class AutocastState:
     def prologue_guard(self, prologue) -> None:
         """The trace bakes the autocast state it was entered with into its casts."""
         enabled, dtype = self.initial
+        if not any(enabled.values()) and hasattr(torch._C, "_is_any_autocast_enabled"):
+            # the common case in one call (every compiled call runs this)
+            prologue.lines.append("if _is_any_autocast_enabled() and (_is_autocast_enabled('cpu') or "
+                                  "_is_autocast_enabled('cuda')): return None")
+            prologue.constants["_is_any_autocast_enabled"] = torch._C._is_any_autocast_enabled
         for device in ("cpu", "cuda"):
             if enabled[device]:
                 prologue.lines.append(
                     f"if not _is_autocast_enabled({device!r}) or _get_autocast_dtype({device!r}) is not "
                     f"{prologue.constant(dtype[device])}: return None")
-            else:
+            elif any(enabled.values()) or not hasattr(torch._C, "_is_any_autocast_enabled"):
                 prologue.lines.append(f"if _is_autocast_enabled({device!r}): return None")
         prologue.constants["_is_autocast_enabled"] = torch.is_autocast_enabled
         prologue.constants["_get_autocast_dtype"] = torch.get_autocast_dtype

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import linecache
 import math
+import re
 import types
 from dataclasses import dataclass
 
@@ -270,16 +271,56 @@ class PrologueBuilder:
 
     # -- output ---------------------------------------------------------------------------------
     def build(self) -> Prologue:
-        body = ["def prologue(args, kwargs, module):"]
-        body += [f"  {line}" for line in self.lines]
+        """The prologue: printed one check per line (what ``last_prologue`` shows and cache-miss
+        diagnosis evaluates), run from its compacted form."""
         names = ", ".join(a.name for a in self.trace.args)
-        body.append(f"  return ({names}{',' if len(self.trace.args) == 1 else ''})")
-        source = "\n".join(body) + "\n"
+        ret = f"  return ({names}{',' if len(self.trace.args) == 1 else ''})"
+
+        def source(lines):
+            return "\n".join(["def prologue(args, kwargs, module):", *(f"  {line}" for line in lines), ret]) + "\n"
+
+        compact = source(_compact(self.lines))
         filename = f"<thunder prologue {id(self)}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        linecache.cache[filename] = (len(compact), None, compact.splitlines(True), filename)
         namespace = dict(self.constants)
-        exec(compile(source, filename, "exec"), namespace)
-        return Prologue(source, namespace["prologue"], dict(self.constants))
+        exec(compile(compact, filename, "exec"), namespace)
+        return Prologue(source(self.lines), namespace["prologue"], dict(self.constants))
+
+
+_LOCAL = re.compile(r"^(o\d+) = (.+)$")
+_LOCAL_NAME = re.compile(r"(?<![\w.'\"])o\d+\b(?!['\"])")  # a prologue local, not an attribute or key
+_GUARD = re.compile(r"^if (.+): return None$")
+_EMPTY = re.compile(r"^len\(([\w.]+(?:\['[\w.]*'\])*[\w.]*)\) != 0$")  # len(<attribute/item path>) != 0
+
+
+def _compact(lines: list[str]) -> list[str]:
+    """The same checks in fewer bytecodes, since every compiled call runs them: locals used once
+    are inlined into their use, emptiness checks test truthiness, and consecutive guards become
+    one ``if ... or ...``."""
+    uses: dict[str, int] = {}
+    for line in lines:
+        for name in _LOCAL_NAME.findall(line):
+            uses[name] = uses.get(name, 0) + 1
+    inlined: dict[str, str] = {}
+    out: list[str] = []
+    for line in lines:
+        line = _LOCAL_NAME.sub(lambda m: inlined.get(m.group(0), m.group(0)), line)
+        local = _LOCAL.match(line)
+        if local and uses[local.group(1)] == 2:  # its definition and one use
+            inlined[local.group(1)] = local.group(2)
+            continue
+        guard = _GUARD.match(line)
+        if guard:
+            condition = guard.group(1)
+            empty = _EMPTY.match(condition)
+            condition = empty.group(1) if empty else condition
+            previous = _GUARD.match(out[-1]) if out else None
+            if previous:
+                out[-1] = f"if {previous.group(1)} or {condition}: return None"
+                continue
+            line = f"if {condition}: return None"
+        out.append(line)
+    return out
 
 
 def _is_plain_object(obj) -> bool:
