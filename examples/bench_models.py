@@ -66,7 +66,7 @@ class Timer:
         return statistics.median(times)
 
 
-def _print_profile(title, step, rows=15):
+def _print_profile(title, step, rows=40):
     """Where the time of one step goes: the kernels with the most device time."""
     from torch.profiler import ProfilerActivity, profile
 
