@@ -124,7 +124,7 @@ def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, 
     out, lse, seed, offset = state
     heads = query.shape[1]
     q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
-    grad = grad.contiguous()
+    grad = _contiguous_last(grad)  # the kernels take strided layouts (the permuted view from o_proj)
     if kernel == "flash":
         gq, gk, gv = aten._scaled_dot_product_flash_attention_backward(
             grad, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, is_causal, seed, offset,
