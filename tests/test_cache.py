@@ -1,5 +1,7 @@
 """The prologue is the cache key: hits, misses, and no stale results."""
 
+import types
+
 import pytest
 import thunder
 import torch
@@ -266,3 +268,23 @@ def test_module_attribute_written_outside_is_seen():
     with torch.no_grad():
         m.lin.weight.mul_(2)  # in-place parameter change: same program, new values
     torch.testing.assert_close(tm(x), m(x))
+
+
+def test_inputs_named_like_prologue_parameters_hit_the_cache_and_stay_correct():
+    """Keyword inputs called ``args``/``kwargs``/``module`` and keyword order differing from the
+    signature's (HF passes ``cache_position`` and ``position_ids`` by keyword) must neither shadow
+    the prologue's own names nor be fetched from the wrong argument."""
+    def f(x, c=None, b=None, **kwargs):
+        return x * 2 + c - b * kwargs["module"]
+
+    def g(x, config=None, **kwargs):
+        return x * config.scale - kwargs["other"]  # config.scale is guarded after the inputs
+
+    config = types.SimpleNamespace(scale=2.0)
+    for fn, keys in ((f, ("b", "c", "module")), (g, ("other",))):
+        compiled = thunder.compile(fn)
+        for _ in range(3):
+            x, *values = (torch.randn(3) for _ in range(1 + len(keys)))
+            call = dict(config=config, **dict(zip(keys, values))) if fn is g else dict(zip(keys, values))
+            torch.testing.assert_close(compiled(x, **call), fn(x, **call))
+        assert thunder.cache_misses(compiled) == 1 and thunder.cache_hits(compiled) == 2

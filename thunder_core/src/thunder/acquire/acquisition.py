@@ -346,16 +346,20 @@ _SPECIAL_LOOKASIDES = {
 # -- acquisition ----------------------------------------------------------------------------------
 
 def _signature_names(fn, args, kwargs) -> list[str]:
-    """Readable names for the flattened inputs: the parameter names of ``fn``."""
+    """Readable names for the flattened ``(args, kwargs)``, in their order: the parameter names of
+    ``fn`` for positional arguments, the keys for keyword arguments."""
     try:
-        bound = inspect.signature(fn).bind(*args, **kwargs)
-        names = []
-        for pname, value in bound.arguments.items():
-            leaves = tree_flatten(value)[0]
-            names.extend([pname] if len(leaves) == 1 else [f"{pname}{i}" for i in range(len(leaves))])
-        return names
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return [f"arg{i}" for i in range(len(tree_flatten((args, kwargs))[0]))]
+        params = []
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    rest = next((p.name for p in params if p.kind == p.VAR_POSITIONAL), "arg")
+    named = [(positional[i] if i < len(positional) else f"{rest}{i - len(positional)}", a) for i, a in enumerate(args)]
+    names = []
+    for base, value in named + list(kwargs.items()):
+        count = len(tree_flatten(value)[0])
+        names.extend([base] if count == 1 else [f"{base}{i}" for i in range(count)])
+    return names
 
 
 class AcquiredProgram(types.SimpleNamespace):

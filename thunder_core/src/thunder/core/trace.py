@@ -123,4 +123,6 @@ _RESERVED = {"torch", "prims", "ltorch", "self", "def", "return", "del", "None",
              "lambda", "class", "import", "from", "in", "is", "not", "and", "or", "if", "else",
              "for", "while", "with", "as", "pass", "global", "nonlocal", "yield", "try", "except",
              "finally", "raise", "assert", "break", "continue", "elif", "async", "await", "input",
-             "slice", "float", "int", "bool", "complex", "tuple", "list", "dict", "range"}
+             "slice", "float", "int", "bool", "complex", "tuple", "list", "dict", "range",
+             # the parameters of generated prologues, epilogues and traces
+             "args", "kwargs", "module", "values", "prologue", "epilogue", "computation", "backward"}
