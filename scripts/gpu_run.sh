@@ -4,7 +4,8 @@
 #   tests    the GPU-marked tests of every distribution
 #   bench    the speed benchmarks of the core (eager vs torch.compile vs Thunder)
 #   plugins  the plugins' benchmarks (reduce-overhead, fp8)
-#   all      everything above (default)
+#   opinfo   the OpInfo suite on CUDA in float32 and bfloat16 (prints pass rates)
+#   all      tests, bench and plugins (default)
 # Each part's output also goes to $OUT/<part>.log when $OUT is set.
 #   bash scripts/gpu_run.sh [tests|bench|plugins|all]
 set -uo pipefail
@@ -32,5 +33,9 @@ fi
 if [ "$what" = plugins ] || [ "$what" = all ]; then
   python3 plugins/thunder_cudagraphs/bench_cudagraphs.py 2>&1 | grep -v -i warn | log plugins || status=1
   python3 plugins/thunder_fp8/bench_fp8.py --steps 30 2>&1 | grep -v -i warn | log plugins || status=1
+fi
+if [ "$what" = opinfo ]; then
+  THUNDER_OPINFO_DEVICE=cuda THUNDER_OPINFO_DTYPES=float32,bfloat16 python3 tests/test_opinfo.py \
+    2>&1 | tail -40 | log opinfo || status=1
 fi
 exit $status

@@ -40,6 +40,13 @@ from torch.testing._internal.common_methods_invocations import op_db  # noqa: E4
 FULL = os.environ.get("THUNDER_OPINFO_FULL") == "1"
 SAMPLES = None if FULL else 3
 DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.int64) if FULL else (torch.float32,)
+if os.environ.get("THUNDER_OPINFO_DTYPES"):  # e.g. "float32,bfloat16"
+    DTYPES = tuple(getattr(torch, d) for d in os.environ["THUNDER_OPINFO_DTYPES"].split(","))
+# THUNDER_OPINFO_DEVICE=cuda runs the suite on the GPU (scripts/gpu_run.sh opinfo). There each op
+# runs through the operator executors only: an Inductor compile per op would take hours, and
+# fusion is covered by the model tests. The expected failures are the CPU ones.
+DEVICE = os.environ.get("THUNDER_OPINFO_DEVICE", "cpu")
+EXECUTORS = None if DEVICE == "cpu" else ["sdpa", "torch"]
 
 
 def op_id(op) -> str:
@@ -58,7 +65,7 @@ def _native_dtype(supported):
 def _cases(dtypes, *, grad: bool = False, test: str = "forward"):
     cases = []
     for op in op_db:
-        supported = op.supported_backward_dtypes("cpu") if grad else op.supported_dtypes("cpu")
+        supported = op.supported_backward_dtypes(DEVICE) if grad else op.supported_dtypes(DEVICE)
         if grad and not op.supports_autograd:
             continue
         chosen = [d for d in dtypes if d in supported]
@@ -88,7 +95,7 @@ PRIMS_EXECUTOR = _prims_executor()
 
 
 def _samples(op, dtype, requires_grad: bool):
-    return list(itertools.islice(op.sample_inputs("cpu", dtype, requires_grad=requires_grad), SAMPLES))
+    return list(itertools.islice(op.sample_inputs(DEVICE, dtype, requires_grad=requires_grad), SAMPLES))
 
 
 def _clone(x):
@@ -144,7 +151,7 @@ UNDEFINED_VALUES = {"empty", "empty_like", "empty_permuted", "empty_strided", "n
 
 
 def _check_forward(op, dtype, executors=None, tolerances=None):
-    fn = thunder.compile(lambda *a, **k: op.op(*a, **k), executors=executors)
+    fn = thunder.compile(lambda *a, **k: op.op(*a, **k), executors=executors or EXECUTORS)
     values = op.name not in UNDEFINED_VALUES
     for sample in _samples(op, dtype, requires_grad=False):
         try:
@@ -180,7 +187,7 @@ def _weighted_sum(outputs):
     for i, out in enumerate(_differentiable_leaves(outputs)):
         real = torch.view_as_real(out.resolve_conj()) if out.is_complex() else out
         g = torch.Generator().manual_seed(i)
-        weight = torch.randn(real.shape, generator=g, dtype=real.dtype)
+        weight = torch.randn(real.shape, generator=g, dtype=real.dtype).to(real.device)
         total = total + (real * weight).sum()
     return total
 
@@ -229,7 +236,7 @@ def _grads_filled(fn, sample):
 
 @pytest.mark.parametrize("op, dtype", _cases(DTYPES, grad=True))
 def test_grad(op, dtype):
-    fn = thunder.compile(lambda *a, **k: op.op(*a, **k))
+    fn = thunder.compile(lambda *a, **k: op.op(*a, **k), executors=EXECUTORS)
     for sample in _samples(op, dtype, requires_grad=True):
         expected = _grads_filled(op.op, sample)
         actual = _grads_filled(fn, sample)

@@ -3,7 +3,7 @@
 After operator executors have claimed the trace, every maximal run of consecutive bound symbols
 that the torch executor would run (and that has no side effect) becomes one region. The region is
 printed as its own small Python function (the same code the torch executor would have run) and
-compiled with ``torch.compile(fullgraph=True, dynamic=False)``: Inductor generates Triton kernels
+compiled with ``torch.compile(fullgraph=True)``, static shapes: Inductor generates Triton kernels
 on GPU and C++ on CPU, fuses elementwise work into matmul epilogues and reductions, and caches its
 results across processes (its FX graph cache). Symbols claimed by other executors (a plugin's
 kernel) stay outside regions, so they keep running where they were claimed.
@@ -45,7 +45,11 @@ class TorchCompileExecutor(FusionExecutor):
         trace.bound_symbols[:] = region
         trace.output = tuple(outputs)
         fn = compile_trace(trace)
-        return torch.compile(fn, fullgraph=True, dynamic=False)
+        # Shapes are fixed per trace (the prologue guards them), but a number input (a decoding
+        # position) changes from call to call without a new trace: with dynamic=None Dynamo makes
+        # it symbolic after the first change instead of recompiling for every value.
+        numbers = any(isinstance(p, NumberProxy) for p in inputs)
+        return torch.compile(fn, fullgraph=True, dynamic=None if numbers else False)
 
 
 torch_compile_executor = TorchCompileExecutor()
