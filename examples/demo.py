@@ -57,7 +57,8 @@ def check(name, model, x):
     model.zero_grad()
     tm(x).sum().backward()
     for g, p in zip(grads, model.parameters()):
-        torch.testing.assert_close(p.grad, g)
+        # Thunder's backward sums in a different order than eager's: float32 rounding differs
+        torch.testing.assert_close(p.grad, g, atol=1e-4, rtol=1e-4)
     print(f"{name}: outputs and gradients match eager")
     return tm
 
