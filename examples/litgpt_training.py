@@ -46,7 +46,8 @@ def main():
         print(f"step {step}: eager loss {losses[0]:.5f}  thunder loss {losses[1]:.5f}")
         tolerance = 1e-4 if dtype == torch.float32 else 2e-2
         assert abs(losses[0] - losses[1]) <= tolerance * max(1.0, abs(losses[0])), "losses differ"
-    print("\nthe executed forward trace starts:\n" + "\n".join(str(thunder.last_traces(thunder_model)[-1]).splitlines()[:12]))
+    trace = str(thunder.last_traces(thunder_model)[-1])
+    print("\nthe executed forward trace starts:\n" + "\n".join(trace.splitlines()[:12]))
 
 
 if __name__ == "__main__":
