@@ -49,7 +49,7 @@ class _Printer:
         if isinstance(x, torch.device):
             return f"torch.device({str(x)!r})"
         if isinstance(x, torch.Size):
-            return self.value(tuple(x))
+            return f"torch.Size({self.value(list(x))})"
         if isinstance(x, slice):
             return f"slice({self.value(x.start)}, {self.value(x.stop)}, {self.value(x.step)})"
         if type(x) is tuple:

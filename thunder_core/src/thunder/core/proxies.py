@@ -13,6 +13,9 @@ with proxies (also from code that runs natively, outside the interpreter) to the
 
 from __future__ import annotations
 
+import math
+import operator
+
 import torch
 
 from thunder.core.trace import current_trace
@@ -221,24 +224,27 @@ class NumberProxy(Proxy):
         return str(self.value)
 
 
-def _number_op(name: str):
-    def op(self, *args):
-        args = [a.value if isinstance(a, NumberProxy) else a for a in args]
-        if any(isinstance(a, TensorProxy) for a in args):
-            return NotImplemented
-        return getattr(self.value, name)(*args)
+def _binary(fn, reflected: bool):
+    def op(self, other):
+        if isinstance(other, TensorProxy):
+            return NotImplemented  # the tensor's reflected method records a torch operation
+        other = other.value if isinstance(other, NumberProxy) else other
+        return fn(other, self.value) if reflected else fn(self.value, other)
 
-    op.__name__ = name
     return op
 
 
-for _name in (
-    "__add__ __radd__ __sub__ __rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ __floordiv__ "
-    "__rfloordiv__ __mod__ __rmod__ __pow__ __rpow__ __neg__ __pos__ __abs__ __eq__ __ne__ "
-    "__lt__ __le__ __gt__ __ge__ __and__ __or__ __xor__ __invert__ __lshift__ __rshift__ "
-    "__round__ __trunc__ __floor__ __ceil__"
-).split():
-    setattr(NumberProxy, _name, _number_op(_name))
+for _name in "add sub mul truediv floordiv mod pow and or xor lshift rshift".split():
+    _fn = getattr(operator, _name + "_" if _name in ("and", "or") else _name)
+    setattr(NumberProxy, f"__{_name}__", _binary(_fn, False))
+    # through ``operator`` so mixed types work as in Python (``2.0 / n`` for an int n)
+    setattr(NumberProxy, f"__r{_name}__", _binary(_fn, True))
+for _name in "eq ne lt le gt ge".split():
+    setattr(NumberProxy, f"__{_name}__", _binary(getattr(operator, _name), False))
+for _name, _fn in (("neg", operator.neg), ("pos", operator.pos), ("abs", abs), ("invert", operator.invert),
+                   ("trunc", math.trunc), ("floor", math.floor), ("ceil", math.ceil)):
+    setattr(NumberProxy, f"__{_name}__", lambda self, _fn=_fn: _fn(self.value))
+NumberProxy.__round__ = lambda self, ndigits=None: round(self.value, ndigits)
 
 
 def pyval(x):
