@@ -1,4 +1,4 @@
-"""The attention executor: the training path of scaled_dot_product_attention on fused CUDA kernels.
+"""The attention executor: the training path of scaled_dot_product_attention on fused kernels.
 
 For inference the torch executor already calls ``F.scaled_dot_product_attention``, which picks the
 fastest kernel itself. Training is different: Thunder's own VJP rule recomputes the attention
@@ -12,9 +12,9 @@ backward that consumes it:
 - flash attention (FlashAttention-2 in torch) for fp16/bf16 inputs without a mask elsewhere,
 - memory-efficient attention for the rest: masks (boolean masks become additive biases), float32,
 
-both through torch's ``aten`` ops, on CUDA. Attention with dropout, or shapes neither kernel
-takes, keep Thunder's rule. Grouped-query attention (``enable_gqa``) repeats the key/value heads
-inside the kernel call and sums their gradients back.
+all through torch's ``aten`` ops, on CUDA; on CPU, torch's CPU flash-attention kernel. Attention
+with dropout, or shapes no kernel takes, keep Thunder's rule. Grouped-query attention
+(``enable_gqa``) repeats the key/value heads inside the kernel call and sums their gradients back.
 """
 
 from __future__ import annotations
@@ -45,18 +45,23 @@ class KernelStateProxy(Proxy):
 
 
 def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    """"cudnn", "flash", "efficient", or None (this call keeps Thunder's rule)."""
+    """"cpu_flash", "cudnn", "flash", "efficient", or None (this call keeps Thunder's rule)."""
     tensors = (query, key, value)
-    if not all(isinstance(t, TensorProxy) and t.ndim == 4 and t.device.type == "cuda" for t in tensors):
+    if not all(isinstance(t, TensorProxy) and t.ndim == 4 for t in tensors):
         return None
-    if pyval(dropout_p) != 0 or len({t.dtype for t in tensors}) != 1:
+    devices = {t.device.type for t in tensors}
+    if pyval(dropout_p) != 0 or len({t.dtype for t in tensors}) != 1 or not query.dtype.is_floating_point:
         return None
     head_dim = query.shape[-1]
-    if value.shape[-1] != head_dim or head_dim % 8 or key.shape[1] != value.shape[1]:
+    if value.shape[-1] != head_dim or key.shape[1] != value.shape[1]:
         return None
     if query.shape[1] != key.shape[1] and not (enable_gqa and query.shape[1] % key.shape[1] == 0):
         return None
     mask_ok = attn_mask is None or (isinstance(attn_mask, TensorProxy) and not attn_mask.requires_grad)
+    if devices == {"cpu"}:
+        return "cpu_flash" if mask_ok and hasattr(aten, "_scaled_dot_product_flash_attention_for_cpu") else None
+    if devices != {"cuda"} or head_dim % 8:
+        return None
     if query.dtype in _HALF and head_dim <= 128 and mask_ok and torch.backends.cuda.cudnn_sdp_enabled() \
             and _cudnn_available(query.device):
         return "cudnn"
@@ -99,6 +104,13 @@ def _bias(attn_mask, query, key):
     return bias
 
 
+def _cpu_bias(attn_mask, query):
+    """The CPU kernel's mask: additive, in the inputs' dtype (as eager converts it)."""
+    if attn_mask is None or attn_mask.dtype != torch.bool:
+        return attn_mask if attn_mask is None else attn_mask.to(query.dtype)
+    return torch.zeros(attn_mask.shape, dtype=query.dtype).masked_fill_(~attn_mask, float("-inf"))
+
+
 def _contiguous_last(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
@@ -107,7 +119,11 @@ def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
     """Runs the fused forward; returns (output, state)."""
     heads = query.shape[1]
     q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
-    if kernel == "flash":
+    if kernel == "cpu_flash":
+        out, lse = aten._scaled_dot_product_flash_attention_for_cpu(
+            q, k, v, 0.0, is_causal, attn_mask=_cpu_bias(attn_mask, q), scale=scale)
+        seed = offset = None
+    elif kernel == "flash":
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_flash_attention(
             q, k, v, 0.0, is_causal, False, scale=scale)
     elif kernel == "cudnn":
@@ -125,7 +141,10 @@ def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, 
     heads = query.shape[1]
     q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
     grad = _contiguous_last(grad)  # the kernels take strided layouts (the permuted view from o_proj)
-    if kernel == "flash":
+    if kernel == "cpu_flash":
+        gq, gk, gv = aten._scaled_dot_product_flash_attention_for_cpu_backward(
+            grad, q, k, v, out, lse, 0.0, is_causal, attn_mask=_cpu_bias(attn_mask, q), scale=scale)
+    elif kernel == "flash":
         gq, gk, gv = aten._scaled_dot_product_flash_attention_backward(
             grad, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, is_causal, seed, offset,
             scale=scale)
@@ -185,7 +204,7 @@ def vjp_backward(bsym: BoundSymbol, residuals, grad):
 
 
 class SDPAExecutor(OperatorExecutor):
-    default_devices = ("cuda",)
+    default_devices = ("cuda", "cpu")
 
     def __init__(self):
         super().__init__("sdpa", priority=50)
