@@ -28,6 +28,7 @@ from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
 from thunder.transforms.autodiff import needs_grad, split_for_training, training_callable, without_grad_mode_changes
 from thunder.transforms.checkpoint import checkpointed_forwards
+from thunder.transforms.cse import cse
 from thunder.transforms.dce import dce
 from thunder.transforms.deletion import insert_dels
 
@@ -189,6 +190,8 @@ class CompiledFunction:
         trace = chain(pm, "thunder_transform_trace", program.computation, stage="acquired", options=options)
         traces.append(trace)
         trace = dce(trace)
+        traces.append(trace)
+        trace = cse(trace)
         traces.append(trace)
         # None: no gradient needed, or eager autograd's fallback
         split = split_for_training(trace, self.executors_for(trace))

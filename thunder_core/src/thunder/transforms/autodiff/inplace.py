@@ -75,12 +75,13 @@ def _makes_fresh_memory(bsym: BoundSymbol) -> bool:
     return True
 
 
-def _substitute(bsym: BoundSymbol, mapping: dict) -> BoundSymbol:
+def substitute(bsym: BoundSymbol, mapping: dict) -> BoundSymbol:
+    """``bsym`` with the proxies named in ``mapping`` replaced (outputs too, and in its subsymbols)."""
     def swap(x):
         return mapping.get(x.name, x) if isinstance(x, Proxy) else x
 
     new = BoundSymbol(bsym.sym, tree_map(swap, bsym.args), tree_map(swap, bsym.kwargs),
-                      tree_map(swap, bsym.output), [_substitute(s, mapping) for s in bsym.subsymbols],
+                      tree_map(swap, bsym.output), [substitute(s, mapping) for s in bsym.subsymbols],
                       bsym.source)
     region = checkpoint.region_of(bsym)
     if region is not None:
@@ -101,7 +102,7 @@ def functionalize(trace: Trace) -> Trace:
     with tracing(new):
         for bsym in trace.bound_symbols:
             if mapping:
-                bsym = _substitute(bsym, mapping)
+                bsym = substitute(bsym, mapping)
             target = _mutated(bsym) if "opaque" in bsym.sym.tags else None
             if target is not None:
                 result = _rewrite(bsym, target, new) if target.name in fresh else None
