@@ -80,3 +80,10 @@ def test_errors_in_nested_modules_show_the_users_stack(how, error, inner_line):
         assert "Tensor.tolist" in str(info.value)
     else:
         assert "torch.where" in str(info.value)
+
+
+@pytest.mark.parametrize("body", ["x.numpy()", "x.data_ptr()", "x.untyped_storage()"])
+def test_reading_tensor_memory_is_a_clear_error(body):
+    fn = eval(f"lambda x: {body}")
+    with pytest.raises(thunder.UnsupportedOpError, match="reads a tensor's memory"):
+        thunder.compile(fn)(torch.randn(2))

@@ -90,6 +90,10 @@ def _run_on_fakes(fn, args, kwargs):
 
     fargs, fkwargs = tree_map(to_fake, (args, kwargs))
     name = callable_name(fn)
+    if getattr(fn, "__name__", None) in _MEMORY_ACCESSORS:
+        raise UnsupportedOpError(f"{name} is not supported: it reads a tensor's memory (address, storage or "
+                                 "data as NumPy), which a trace does not have; do it outside the compiled "
+                                 "function")
     try:
         with mode:
             return fn(*fargs, **fkwargs), fakes
@@ -102,10 +106,15 @@ def _run_on_fakes(fn, args, kwargs):
             raise DataDependentError(
                 f"{name} is not supported: its output shapes depend on the values in a tensor, "
                 "which are not known while tracing") from e
-        if "meta" in str(e) or "fake" in str(e).lower() or isinstance(e, NotImplementedError):
+        if "meta" in str(e) or "fake" in str(e).lower() or "subclass" in str(e) or isinstance(e, NotImplementedError):
             raise UnsupportedOpError(f"{name} is not supported: PyTorch cannot compute its output "
                                      f"shapes without data ({e})") from e
         raise
+
+
+# Tensor methods whose result is the tensor's memory itself, not a value computed from it
+_MEMORY_ACCESSORS = {"data_ptr", "untyped_storage", "storage", "_storage", "storage_offset_ptr", "numpy",
+                     "__array__", "__dlpack__", "__dlpack_device__", "_cdata"}
 
 
 def _opaque_meta(fn, *args, **kwargs):
