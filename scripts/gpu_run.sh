@@ -7,6 +7,9 @@
 #   opinfo   the OpInfo suite on CUDA in float32 and bfloat16 (prints pass rates)
 #   all      tests, bench and plugins (default)
 # Each part's output also goes to $OUT/<part>.log when $OUT is set.
+# The GPU machine has no network: fill .whl/ first (git-ignored) and carry it along:
+#   pip download --no-deps -d .whl litgpt==0.5.13 jsonargparse==4.41.0 docstring_parser \
+#       typeshed_client==2.14.0 expecttest==0.3.0
 #   bash scripts/gpu_run.sh [tests|bench|plugins|all]
 set -uo pipefail
 cd "$(dirname "$0")/.."
