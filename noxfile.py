@@ -19,11 +19,26 @@ MODEL_LIBRARIES = ["transformers>=4.51,<4.57", "litgpt"]
 nox.options.reuse_existing_virtualenvs = True
 
 
+def _torch_version(session) -> str | None:
+    """The torch version the session's Python imports (its own or the system's), or None."""
+    out = session.run("python", "-c",
+                      "import importlib.util as u; print('TORCH', u.find_spec('torch') and "
+                      "__import__('torch').__version__.split('+')[0])", silent=True)
+    version = out.strip().rsplit("TORCH ", 1)[-1]
+    return None if version in ("None", "") else version
+
+
 def _install_core(session, *extra):
-    """thunder-core (editable, no dependency resolution that could pull a CUDA torch) and test tools."""
-    has_torch = session.run("python", "-c", "import torch", success_codes=[0, 1], silent=True)
-    if has_torch is False or has_torch is None:
+    """thunder-core (editable, no dependency resolution that could pull a CUDA torch) and test tools.
+    Torch is pinned to what is installed (or the local CPU build) for every later install, so a
+    package that depends on torch (litgpt) never replaces it."""
+    version = _torch_version(session)
+    if version is None:
         session.install(CPU_TORCH)
+        version = _torch_version(session)
+    pin = Path(session.create_tmp()) / "torch-pin.txt"
+    pin.write_text(f"torch=={version}\n")
+    session.env["PIP_CONSTRAINT"] = str(pin)
     session.install("pluggy>=1.3", "pytest>=7")
     session.install("--no-build-isolation", "--no-deps", "-e", str(ROOT / "thunder_core"),
                     "-e", str(ROOT / "tests" / "sample_plugin"), *extra)
