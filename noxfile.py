@@ -13,8 +13,9 @@ ROOT = Path(__file__).parent
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("*") if (p / "pyproject.toml").exists())
 CPU_TORCH = "torch==2.13.0"
 VENV = ["--system-site-packages"]
-# real model code the tests compile; transformers is pinned to the range litgpt supports
-MODEL_LIBRARIES = ["transformers>=4.51,<4.57", "litgpt"]
+# real model code the tests compile (transformers pinned to the range litgpt supports), and
+# expecttest, without which PyTorch's OpInfo database (tests/test_opinfo.py) cannot be imported
+TEST_LIBRARIES = ["transformers>=4.51,<4.57", "litgpt", "expecttest"]
 
 nox.options.reuse_existing_virtualenvs = True
 
@@ -64,7 +65,7 @@ def integration(session):
     """Everything installed: core tests, every plugin's tests, cross-plugin tests."""
     editable = [arg for p in PLUGINS for arg in ("-e", str(p))]
     _install_core(session, *editable)
-    session.install(*MODEL_LIBRARIES)
+    session.install(*TEST_LIBRARIES)
     paths = ["tests"] + [str(p / "tests") for p in PLUGINS if (p / "tests").exists()]
     session.run("python", "-m", "pytest", "-q", *paths, *session.posargs)
 

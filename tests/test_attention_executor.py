@@ -7,8 +7,11 @@ import torch
 import torch.nn.functional as F
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["alone", "in_region"])
 @pytest.mark.parametrize("case", ["plain", "causal", "gqa", "float_mask", "bool_mask", "bf16", "strided_query"])
-def test_fused_attention_training_matches_eager_on_cpu(case):
+def test_fused_attention_training_matches_eager_on_cpu(case, fused):
+    """``in_region``: the torch.compile fusion executor compiles the attention kernels inside its
+    regions together with the surrounding ops (what happens on CUDA by default)."""
     torch.manual_seed(0)
     dtype = torch.bfloat16 if case == "bf16" else torch.float32
     b, h, kv, length, e = 2, 4, 2 if case == "gqa" else 4, 16, 8
@@ -28,7 +31,7 @@ def test_fused_attention_training_matches_eager_on_cpu(case):
         return out.transpose(1, 2).reshape(b, length, h * e) * 2  # the gradient arrives strided
 
     weight = torch.randn(b, length, h * e)
-    compiled = thunder.compile(attention)
+    compiled = thunder.compile(attention, executors=["torchcompile", "sdpa"] if fused else None)
     results = []
     for fn in (attention, compiled):
         out = fn(q, k, v)
@@ -36,5 +39,9 @@ def test_fused_attention_training_matches_eager_on_cpu(case):
     tolerance = dict(atol=2e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=1e-5, rtol=1e-5)
     for actual, expected in zip(results[1], results[0]):
         torch.testing.assert_close(actual, expected, **tolerance)
-    assert "sdpa.attention_forward('cpu_flash'" in str(thunder.last_traces(compiled)[-1])
-    assert "sdpa.attention_backward('cpu_flash'" in str(thunder.last_backward_traces(compiled)[-1])
+    forward, backward = str(thunder.last_traces(compiled)[-1]), str(thunder.last_backward_traces(compiled)[-1])
+    assert "sdpa.attention_forward('cpu_flash'" in forward
+    assert "sdpa.attention_backward('cpu_flash'" in backward
+    if fused:  # the attention calls sit inside the regions (printed as their comments)
+        assert "torchcompile.torchcompile_0(" in forward and "#   " in forward.split("sdpa.attention_forward")[0]
+        assert "torchcompile.torchcompile_0(" in backward

@@ -12,7 +12,7 @@ torch-language ops plus two FP8 symbols:
 
 Nobody claims ``fp8.linear`` itself, so the claim pass decomposes it: the amax/scale/cast ops go to
 the torch executor and from there into the fusion executor's regions (fused with the producer of
-the activation), and only the matmuls stay separate calls. Autodiff keeps ``fp8.linear`` whole
+the activation); the matmuls are registered ``traceable``, so they join those regions too. Autodiff keeps ``fp8.linear`` whole
 because it has a VJP rule (registered here), which records ``scaling.linear_backward``: the
 backward matmuls are ``fp8.scaled_mm`` too.
 """
@@ -118,7 +118,9 @@ def _linear_vjp(ctx, input, weight, bias, history, recipe, margin, grad_dtype, e
 namespace.scaled_mm = scaling.scaled_mm
 namespace.record_amax = scaling.record_amax
 executor = OperatorExecutor("fp8", priority=50)
-executor.register("fp8.scaled_mm", namespace.scaled_mm, printed_as=("fp8", "scaled_mm", namespace))
+# torch operations only (``torch._scaled_mm`` and the layout copies it needs), so the fusion
+# executor compiles the matmuls inside its regions, next to the casts that feed them
+executor.register("fp8.scaled_mm", namespace.scaled_mm, printed_as=("fp8", "scaled_mm", namespace), traceable=True)
 _record = executor.register("fp8.record_amax", namespace.record_amax, printed_as=("fp8", "record_amax", namespace))
 _record.tags = (*_record.tags, "side_effect")  # keeps dead-code elimination from dropping the update
 

@@ -36,9 +36,12 @@ class Executor:
 class OperatorExecutor(Executor):
     """Runs individual symbols with registered implementations.
 
-    ``register(symbol_id, impl, checker=None)``: ``impl`` is called with the bound symbol's
-    arguments; ``checker(*args, **kwargs) -> bool`` (called with proxies) decides per call whether
-    this executor takes it, e.g. only for some dtypes.
+    ``register(symbol_id, impl, checker=None, traceable=False)``: ``impl`` is called with the bound
+    symbol's arguments; ``checker(*args, **kwargs) -> bool`` (called with proxies) decides per call
+    whether this executor takes it, e.g. only for some dtypes. ``traceable=True`` says ``impl`` is
+    made of torch operations that torch.compile can trace (aten calls, custom ops registered with
+    ``torch.library``), so a fusion executor may compile it inside a region with its neighbours
+    instead of cutting the region there.
     """
 
     def __init__(self, name: str, *, priority: int = 0):
@@ -48,7 +51,7 @@ class OperatorExecutor(Executor):
         self._vjps: dict[str, tuple[Callable, Callable, Callable | None]] = {}
 
     def register(self, symbol_id: str, impl: Callable, *, checker: Callable | None = None,
-                 printed_as: tuple[str, str, object] | None = None) -> Symbol:
+                 printed_as: tuple[str, str, object] | None = None, traceable: bool = False) -> Symbol:
         """Registers ``impl`` for the symbol named ``symbol_id`` (``"ltorch.relu"``).
         ``printed_as=(module, name, module_object)`` prints calls as ``module.name`` (e.g. the real
         torch function) instead of ``<executor>.<name>``."""
@@ -57,8 +60,8 @@ class OperatorExecutor(Executor):
             setattr(self.namespace, attr, impl)
             printed_as = (self.name, attr, self.namespace)
         module, name, module_object = printed_as
-        exec_sym = Symbol(name, None, module=module, impl=impl, module_object=module_object,
-                          tags=("executor", self.name))
+        tags = ("executor", self.name) + (("traceable",) if traceable else ())
+        exec_sym = Symbol(name, None, module=module, impl=impl, module_object=module_object, tags=tags)
         self._implementations[symbol_id] = (exec_sym, checker)
         return exec_sym
 

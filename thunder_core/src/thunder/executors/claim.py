@@ -20,9 +20,12 @@ from thunder.core.proxies import Proxy
 from thunder.core.symbol import BoundSymbol, Symbol
 from thunder.core.trace import Trace
 from thunder.executors.base import FusionExecutor, OperatorExecutor
+from thunder.transforms.dce import is_identity
 
 
 def _claim(bsym: BoundSymbol, executors: list[OperatorExecutor]) -> list[BoundSymbol]:
+    if is_identity(bsym):  # inside a decomposition (a no-op ``to``): nothing to run, no region split
+        return []
     for i, ex in enumerate(executors):
         if ex.can_execute(bsym):
             higher = executors[:i]

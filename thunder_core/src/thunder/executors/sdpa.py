@@ -24,24 +24,12 @@ import math
 
 import torch
 
-from thunder.core.proxies import Proxy, TensorProxy, pyval
+from thunder.core.proxies import TensorProxy, pyval
 from thunder.core.symbol import BoundSymbol, Symbol
 from thunder.executors.base import OperatorExecutor
 
 aten = torch.ops.aten
 _HALF = (torch.float16, torch.bfloat16)
-
-
-class KernelStateProxy(Proxy):
-    """What a fused attention forward leaves for its backward (log-sum-exp, RNG state)."""
-
-    __slots__ = ()
-
-    def __init__(self, name=None):
-        super().__init__(name, "attn_state")
-
-    def describe(self) -> str:
-        return "attention kernel state"
 
 
 def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
@@ -116,14 +104,14 @@ def _contiguous_last(x):
 
 
 def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
-    """Runs the fused forward; returns (output, state)."""
+    """Runs the fused forward; returns (output, log-sum-exp[, RNG seed, RNG offset]): the output
+    and the kernel state its backward reads, all tensors, so fusion regions can hold the call."""
     heads = query.shape[1]
     q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
     if kernel == "cpu_flash":
-        out, lse = aten._scaled_dot_product_flash_attention_for_cpu(
+        return aten._scaled_dot_product_flash_attention_for_cpu(
             q, k, v, 0.0, is_causal, attn_mask=_cpu_bias(attn_mask, q), scale=scale)
-        seed = offset = None
-    elif kernel == "flash":
+    if kernel == "flash":
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_flash_attention(
             q, k, v, 0.0, is_causal, False, scale=scale)
     elif kernel == "cudnn":
@@ -132,12 +120,12 @@ def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
     else:
         out, lse, seed, offset = aten._scaled_dot_product_efficient_attention(
             q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, scale=scale)
-    return out, (out, lse, seed, offset)
+    return out, lse, seed, offset
 
 
 def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, scale):
-    """The gradients of query, key and value."""
-    out, lse, seed, offset = state
+    """The gradients of query, key and value; ``state`` is what ``forward_impl`` returned."""
+    out, lse, seed, offset = state if len(state) == 4 else (*state, None, None)
     heads = query.shape[1]
     q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
     grad = _contiguous_last(grad)  # the kernels take strided layouts (the permuted view from o_proj)
@@ -159,6 +147,15 @@ def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, 
     return gq, _sum_heads(gk, key.shape[1]), _sum_heads(gv, value.shape[1])
 
 
+def _forward_meta(kernel, query, key, value, attn_mask, is_causal, scale):
+    """The forward's outputs, from torch's meta kernels of the same call."""
+    def meta(t):
+        return None if t is None else torch.empty(t.shape, dtype=t.dtype, device="meta")
+
+    outs = forward_impl(kernel, meta(query), meta(key), meta(value), meta(attn_mask), is_causal, scale)
+    return tuple(TensorProxy(t.shape, t.dtype, query.device) for t in outs)
+
+
 def _backward_meta(kernel, state, grad, query, key, value, attn_mask, is_causal, scale):
     return tuple(TensorProxy(t.shape, t.dtype, t.device) for t in (query, key, value))
 
@@ -168,7 +165,7 @@ class _Namespace:
 
 
 namespace = _Namespace()
-forward_symbol = Symbol("forward", None, module="attention", is_prim=True, module_object=namespace)
+forward_symbol = Symbol("forward", _forward_meta, module="attention", is_prim=True, module_object=namespace)
 backward_symbol = Symbol("backward", _backward_meta, module="attention", is_prim=True, module_object=namespace)
 namespace.forward, namespace.backward = forward_impl, backward_impl
 
@@ -189,17 +186,17 @@ def _scale(call) -> float:
 def vjp_forward(bsym: BoundSymbol):
     """The fused forward replacing ``bsym``: the same output plus the kernel's state."""
     call = _arguments(bsym)
-    state = KernelStateProxy()
     args = (_kernel(**call), call["query"], call["key"], call["value"], call["attn_mask"],
             bool(pyval(call["is_causal"])), _scale(call))
-    return BoundSymbol(forward_symbol, args, {}, (bsym.output, state), [], bsym.source), [state]
+    out, *state = _forward_meta(*args)
+    state = [bsym.output, *state]
+    return BoundSymbol(forward_symbol, args, {}, tuple(state), [], bsym.source), state
 
 
 def vjp_backward(bsym: BoundSymbol, residuals, grad):
     """Records the fused backward; returns the gradients of (query, key, value)."""
     call = _arguments(bsym)
-    (state,) = residuals
-    return backward_symbol(_kernel(**call), state, grad, call["query"], call["key"], call["value"],
+    return backward_symbol(_kernel(**call), tuple(residuals), grad, call["query"], call["key"], call["value"],
                            call["attn_mask"], bool(pyval(call["is_causal"])), _scale(call))
 
 
@@ -208,8 +205,9 @@ class SDPAExecutor(OperatorExecutor):
 
     def __init__(self):
         super().__init__("sdpa", priority=50)
-        self.register(forward_symbol.id, forward_impl)
-        self.register(backward_symbol.id, backward_impl)
+        # built from aten calls only, so a fusion region (torch.compile) can hold them
+        self.register(forward_symbol.id, forward_impl, traceable=True)
+        self.register(backward_symbol.id, backward_impl, traceable=True)
         self.register_vjp("ltorch.scaled_dot_product_attention", vjp_forward, vjp_backward,
                           checker=lambda *args, **kwargs: _kernel(*args, **kwargs) is not None)
 

@@ -1,7 +1,9 @@
 """The torch.compile fusion executor: regions of the final trace compiled by Inductor.
 
 After operator executors have claimed the trace, every maximal run of consecutive bound symbols
-that the torch executor would run (and that has no side effect) becomes one region. The region is
+that the torch executor would run (and that has no side effect) becomes one region; symbols other
+executors registered as ``traceable`` (the fused attention kernels) join it, so a transformer's
+forward or backward is one region rather than one per layer, with one call's host overhead. The region is
 printed as its own small Python function (the same code the torch executor would have run) and
 compiled with ``torch.compile(fullgraph=True)``, static shapes: Inductor generates Triton kernels
 on GPU and C++ on CPU, fuses elementwise work into matmul epilogues and reductions, and caches its
@@ -31,10 +33,12 @@ class TorchCompileExecutor(FusionExecutor):
         super().__init__("torchcompile", priority=100)
 
     def can_fuse(self, bsym: BoundSymbol) -> bool:
-        """Side-effect-free torch-executor symbols on tensors and numbers only: other values (the
-        autograd graph handle of an opaque operation) cannot pass through a compiled graph."""
+        """Side-effect-free symbols of the torch executor, or of an executor that registered them
+        as ``traceable`` (fused attention), on tensors and numbers only: other values (the autograd
+        graph handle of an opaque operation) cannot pass through a compiled graph."""
         tags = bsym.sym.tags
-        if not (len(tags) > 1 and tags[0] == "executor" and tags[1] == "torch") or has_side_effect(bsym):
+        ours = len(tags) > 1 and tags[0] == "executor" and (tags[1] == "torch" or "traceable" in tags)
+        if not ours or has_side_effect(bsym):
             return False
         return all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_args()) and \
             all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_outputs())
