@@ -161,7 +161,14 @@ def _check_forward(op, dtype, executors=None, tolerances=None):
                 _run(fn, *_call_args(sample))
             continue
         actual = _run(fn, *_call_args(sample))
-        _assert_same(actual, expected, values=values, **(tolerances or {}))
+        try:
+            _assert_same(actual, expected, values=values, **(tolerances or {}))
+        except AssertionError:
+            if not tolerances or dtype == torch.float64:
+                raise
+            # a decomposition summing in another order: as accurate as eager against float64?
+            reference = _run(op.op, *_call_args(sample.transform(_float64)))
+            _as_accurate(actual, expected, reference, tolerances)
         again = _run(fn, *_call_args(sample))
         _assert_same(again, actual, rtol=0, atol=0, values=values)
 
