@@ -12,9 +12,9 @@ torch-language ops plus two FP8 symbols:
 
 Nobody claims ``fp8.linear`` itself, so the claim pass decomposes it: the amax/scale/cast ops go to
 the torch executor and from there into the fusion executor's regions (fused with the producer of
-the activation); the matmuls are registered ``traceable``, so they join those regions too. Autodiff keeps ``fp8.linear`` whole
-because it has a VJP rule (registered here), which records ``scaling.linear_backward``: the
-backward matmuls are ``fp8.scaled_mm`` too.
+the activation); the matmuls are registered ``traceable``, so they join those regions too.
+Autodiff keeps ``fp8.linear`` whole because it has a VJP rule (registered here), which records
+``scaling.linear_backward``: the backward matmuls are ``fp8.scaled_mm`` too.
 """
 
 from __future__ import annotations
