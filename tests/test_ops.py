@@ -101,3 +101,20 @@ def test_examine_reports_definition_and_executor_per_op(capsys):
     assert rows["ltorch.linear"].executors == "prims_only (decomposed)"
     assert rows["ltorch.relu"].executors == "prims_only (decomposed)"
     assert rows["opaque.sort"].executors == "torch"
+
+
+def test_device_moves_are_operations_of_the_program():
+    """``.to(device)``, ``.cpu()`` and ``torch.device(...)`` inside a compiled program: a copy to
+    the other device in the trace (here to "meta", the one other device a CPU machine has)."""
+    def f(x):
+        y = (x * 2).to("meta")
+        return y, x.cpu() + 1, x.to(torch.device("cpu"), torch.float64)
+
+    compiled = thunder.compile(f)
+    x = _randn(3, 4)
+    for actual, expected in zip(compiled(x), f(x)):
+        assert (actual.device, actual.dtype, actual.shape) == (expected.device, expected.dtype, expected.shape)
+        if expected.device.type != "meta":
+            torch.testing.assert_close(actual, expected)
+    trace = str(thunder.last_traces(compiled)[-1])
+    assert "meta f32[3, 4]" in trace and "torch.device('cpu')\n" not in trace

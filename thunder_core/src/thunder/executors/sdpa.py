@@ -33,7 +33,8 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    """"cpu_flash", "cudnn", "flash", "efficient", or None (this call keeps Thunder's rule)."""
+    """"cpu_flash", "cudnn", "cudnn_gqa" (cuDNN taking grouped K/V heads as they are), "flash",
+    "efficient", or None (this call keeps Thunder's rule)."""
     tensors = (query, key, value)
     if not all(isinstance(t, TensorProxy) and t.ndim == 4 for t in tensors):
         return None
@@ -52,7 +53,8 @@ def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, s
         return None
     if query.dtype in _HALF and head_dim <= 128 and mask_ok and torch.backends.cuda.cudnn_sdp_enabled() \
             and _cudnn_available(query.device):
-        return "cudnn"
+        grouped = query.shape[1] != key.shape[1] and attn_mask is None
+        return "cudnn_gqa" if grouped and _cudnn_takes_grouped_heads(query.device, query.dtype) else "cudnn"
     if attn_mask is None and query.dtype in _HALF and head_dim <= 256:
         return "flash"
     if head_dim <= 128 and mask_ok:
@@ -65,6 +67,26 @@ def _cudnn_available(device) -> bool:
     """cuDNN attention with its backward, on a Hopper-or-newer GPU."""
     return (hasattr(aten, "_scaled_dot_product_cudnn_attention_backward") and torch.backends.cudnn.is_available()
             and torch.cuda.get_device_capability(device) >= (9, 0))
+
+
+@functools.cache
+def _cudnn_takes_grouped_heads(device, dtype) -> bool:
+    """Whether this torch's cuDNN attention takes fewer key/value heads than query heads (grouped
+    query attention without repeating K/V; torch 2.11 does): probed once with a small call."""
+    try:
+        q = torch.randn(1, 4, 64, 64, device=device, dtype=dtype)
+        kv = torch.randn(1, 2, 64, 64, device=device, dtype=dtype)
+        out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_cudnn_attention(
+            q, kv, kv, None, True, 0.0, True, False, scale=0.125)
+        grads = aten._scaled_dot_product_cudnn_attention_backward(
+            torch.ones_like(out), q, kv, kv, out, lse, seed, offset, None, None, None, 64, 64, 0.0, True,
+            scale=0.125)
+        reference = torch.nn.functional.scaled_dot_product_attention(
+            q.float(), *(kv.float().repeat_interleave(2, 1),) * 2, is_causal=True, scale=0.125)
+        return (tuple(grads[1].shape) == tuple(kv.shape)
+                and torch.allclose(out.float(), reference, atol=2e-2, rtol=2e-2))
+    except RuntimeError:
+        return False
 
 
 def _expand_heads(x, heads: int):
@@ -103,18 +125,25 @@ def _contiguous_last(x):
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
+def _operands(kernel, query, key, value):
+    """Query, key and value as the kernel takes them: unit stride in the last dimension, key and
+    value heads repeated to the query's unless the kernel groups heads itself."""
+    if kernel != "cudnn_gqa":
+        key, value = (_expand_heads(t, query.shape[1]) for t in (key, value))
+    return tuple(_contiguous_last(t) for t in (query, key, value))
+
+
 def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
     """Runs the fused forward; returns (output, log-sum-exp[, RNG seed, RNG offset]): the output
     and the kernel state its backward reads, all tensors, so fusion regions can hold the call."""
-    heads = query.shape[1]
-    q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
+    q, k, v = _operands(kernel, query, key, value)
     if kernel == "cpu_flash":
         return aten._scaled_dot_product_flash_attention_for_cpu(
             q, k, v, 0.0, is_causal, attn_mask=_cpu_bias(attn_mask, q), scale=scale)
     if kernel == "flash":
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_flash_attention(
             q, k, v, 0.0, is_causal, False, scale=scale)
-    elif kernel == "cudnn":
+    elif kernel in ("cudnn", "cudnn_gqa"):
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_cudnn_attention(
             q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, False, scale=scale)
     else:
@@ -126,8 +155,7 @@ def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
 def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, scale):
     """The gradients of query, key and value; ``state`` is what ``forward_impl`` returned."""
     out, lse, seed, offset = state if len(state) == 4 else (*state, None, None)
-    heads = query.shape[1]
-    q, k, v = (_contiguous_last(t) for t in (query, _expand_heads(key, heads), _expand_heads(value, heads)))
+    q, k, v = _operands(kernel, query, key, value)
     grad = _contiguous_last(grad)  # the kernels take strided layouts (the permuted view from o_proj)
     if kernel == "cpu_flash":
         gq, gk, gv = aten._scaled_dot_product_flash_attention_for_cpu_backward(
@@ -136,7 +164,7 @@ def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, 
         gq, gk, gv = aten._scaled_dot_product_flash_attention_backward(
             grad, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, is_causal, seed, offset,
             scale=scale)
-    elif kernel == "cudnn":
+    elif kernel in ("cudnn", "cudnn_gqa"):
         gq, gk, gv = aten._scaled_dot_product_cudnn_attention_backward(
             grad, q, k, v, out, lse, seed, offset, _bias(attn_mask, q, k), None, None, q.shape[2], k.shape[2],
             0.0, is_causal, scale=scale)
@@ -179,7 +207,7 @@ namespace.backward = namespace.backward_gqa = backward_impl
 
 
 def _repeats_heads(call) -> bool:
-    return call["query"].shape[1] != call["key"].shape[1]
+    return call["query"].shape[1] != call["key"].shape[1] and _kernel(**call) != "cudnn_gqa"
 
 
 def _arguments(bsym):

@@ -132,6 +132,11 @@ def convert_element_type(a, dtype):
     return a.to(dtype)
 
 
+@helper
+def device_put(a, device):
+    return a.to(device)
+
+
 _PRIM_TO_TORCH = {
     "transpose": torch.permute, "reshape": torch.reshape, "squeeze": torch.squeeze, "cat": torch.cat,
     "flip": torch.flip, "amax": torch.amax, "amin": torch.amin, "sum": torch.sum, "argmax": torch.argmax,

@@ -117,6 +117,13 @@ def _convert_element_type_meta(a, dtype):
 
 convert_element_type = make_prim("convert_element_type", _convert_element_type_meta, tags=("elementwise",))
 
+
+def _device_put_meta(a, device):
+    return _new(a.shape, a.dtype, torch.device(device), a)
+
+
+device_put = make_prim("device_put", _device_put_meta)  # a copy on another device
+
 # -- shapes -----------------------------------------------------------------------------------
 
 

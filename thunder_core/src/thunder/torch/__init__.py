@@ -21,7 +21,7 @@ __all__ = ["ALL", "SYMBOL_TO_TORCH", "TORCH_TO_SYMBOL", "dispatch", "is_torch_ca
 
 def dispatch(fn, args, kwargs):
     """Runs torch callable ``fn`` on proxies: its symbol, or an opaque symbol for it."""
-    if _is_state_query(fn, args, kwargs):
+    if _is_state_query(fn, args, kwargs) or (fn in _VALUE_TYPES and not _has_proxy(args, kwargs)):
         return fn(*args, **kwargs)
     if is_inplace(fn, kwargs):
         return opaque_call(fn, args, kwargs)
@@ -38,7 +38,15 @@ def _is_state_query(fn, args, kwargs) -> bool:
     name = getattr(fn, "__name__", "") or ""
     if not name.lstrip("_").startswith(("is_", "get_", "are_")) or _symbol_for(fn) is not None:
         return False
-    return not any(isinstance(x, proxies.Proxy) for x in tree_flatten((args, kwargs))[0])
+    return not _has_proxy(args, kwargs)
+
+
+# torch's value types: constructed on constants, they are constants themselves (no operation)
+_VALUE_TYPES = {torch.device, torch.Size, torch.finfo, torch.iinfo}
+
+
+def _has_proxy(args, kwargs) -> bool:
+    return any(isinstance(x, proxies.Proxy) for x in tree_flatten((args, kwargs))[0])
 
 
 def _symbol_for(fn):

@@ -111,12 +111,32 @@ def _parse_to(a, args, kwargs):
     return dtype, device
 
 
+def _same_device(device: torch.device, like: torch.device) -> bool:
+    """``"cuda"`` names the current CUDA device, as eager resolves it."""
+    if device.type == like.type and device.index is None:
+        return True
+    return device == like
+
+
 @torchsymbol(tensor_method("to"), methods=["to"])
 def to(a, *args, **kwargs):
     dtype, device = _parse_to(a, args, kwargs)
-    if device is not None and torch.device(device) != a.device:
-        raise NotImplementedError("moving tensors between devices inside a compiled program")
+    if device is not None and not _same_device(torch.device(device), a.device):
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        a = prims.device_put(a, device)
     return to_dtype(a, dtype) if dtype is not None else a
+
+
+@method_only("cpu")
+def cpu(a, memory_format=None):
+    return to(a, "cpu")
+
+
+@method_only("cuda")
+def cuda(a, device=None, non_blocking=False, memory_format=None):
+    return to(a, torch.device("cuda") if device is None else
+              torch.device("cuda", device) if isinstance(device, int) else torch.device(device))
 
 
 @torchsymbol(tensor_method("type_as"), methods=["type_as"])

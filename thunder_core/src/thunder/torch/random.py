@@ -74,3 +74,26 @@ def get_rng_state():
 @torchsymbol(torch.set_rng_state, torch.random.set_rng_state, tags=("side_effect",))
 def set_rng_state(new_state) -> None:
     return None
+
+
+# -- the CUDA generators' state (torch.random.fork_rng and checkpointing save and restore it for
+# programs on CUDA): recorded like the default generator's, run when the program runs -------------
+
+@torchsymbol(torch.cuda.get_rng_state, torch.cuda.random.get_rng_state, tags=("side_effect",))
+def cuda_get_rng_state(device="cuda"):
+    return TensorProxy(torch.cuda.get_rng_state(device).shape, torch.uint8, "cpu")
+
+
+@torchsymbol(torch.cuda.set_rng_state, torch.cuda.random.set_rng_state, tags=("side_effect",))
+def cuda_set_rng_state(new_state, device="cuda") -> None:
+    return None
+
+
+@torchsymbol(torch.cuda.manual_seed, torch.cuda.random.manual_seed, tags=("side_effect",))
+def cuda_manual_seed(seed) -> None:
+    return None
+
+
+@torchsymbol(torch.cuda.manual_seed_all, torch.cuda.random.manual_seed_all, tags=("side_effect",))
+def cuda_manual_seed_all(seed) -> None:
+    return None

@@ -262,6 +262,11 @@ def _convert(ctx, a, dtype):
     return (to_dtype(ctx.g, a.dtype),)
 
 
+@vjp("prims.device_put")
+def _device_put(ctx, a, device):
+    return (prims.device_put(ctx.g, a.device),)
+
+
 # -- shape primitives ------------------------------------------------------------------------------
 
 @vjp("prims.broadcast_in_dim")
