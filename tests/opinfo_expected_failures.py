@@ -17,12 +17,9 @@ SPARSE = "sparse tensors are not supported (no meta/fake kernel; proxies are str
 BF16_ROUNDING = ("bfloat16: the decomposition rounds the product before scaling and adding, eager rounds "
                  "once (full mode only)")
 
-SIZE_OUTPUT = "a returned torch.Size comes back as a tuple (an empty Size is rebuilt as a tuple)"
-
 FORWARD, GRAD = "forward", "grad"
 
 EXPECTED_FAILURES: dict[str, tuple[str, set[str]]] = {
-    "broadcast_shapes": (SIZE_OUTPUT, {FORWARD}),
     # values decide the output's shape
     "masked_select": (DATA_DEPENDENT, {FORWARD, GRAD}),
     "nonzero": (DATA_DEPENDENT, {FORWARD}),

@@ -426,7 +426,8 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
         hooks.finished = True
         trace.top_level_call_hook = None
         torch._C._set_grad_enabled(grad_enabled)
-    flat_out, out_spec = tree_flatten(result)
+    # a returned torch.Size is one value (pytree would take it apart and rebuild a plain tuple)
+    flat_out, out_spec = tree_flatten(result, is_leaf=lambda x: isinstance(x, torch.Size))
     stored_tensors, epilogue = _epilogue(hooks, prologue)
     trace.output = tuple(flat_out) + tuple(stored_tensors)
     return AcquiredProgram(computation=trace, prologue=prologue.build(), output_spec=out_spec,
