@@ -1,8 +1,9 @@
 """Per-call host overhead on a cache hit, CPU, tiny tensors: Thunder vs eager vs torch.compile.
 
 Two programs: a small elementwise function and a small Linear/GELU/LayerNorm module. Each is
-timed in one run for eager, torch.compile and Thunder (median over many repeats of a loop of
-calls); the table gives microseconds per call and the ratios to eager and torch.compile.
+timed in one run for eager, torch.compile and Thunder, taking turns (median over many rounds of a
+loop of calls each); the table gives microseconds per call and the ratios to eager and
+torch.compile.
 
     python examples/bench_overhead.py [--no-torch-compile]
 """
@@ -30,16 +31,20 @@ class SmallModule(nn.Module):
         return self.norm(torch.nn.functional.gelu(self.fc(x)))
 
 
-def per_call_us(fn, args, loops: int = 200, repeats: int = 25) -> float:
-    for _ in range(20):
-        fn(*args)
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
+def per_call_us(implementations: dict, args, loops: int = 200, repeats: int = 31) -> dict:
+    """Median microseconds per call of each implementation. The implementations take turns, one
+    loop of calls each per round, so a slow phase of the machine affects all of them alike."""
+    for fn in implementations.values():
+        for _ in range(20):
             fn(*args)
-        samples.append((time.perf_counter() - start) / loops * 1e6)
-    return statistics.median(samples)
+    samples = {name: [] for name in implementations}
+    for _ in range(repeats):
+        for name, fn in implementations.items():
+            start = time.perf_counter()
+            for _ in range(loops):
+                fn(*args)
+            samples[name].append((time.perf_counter() - start) / loops * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main():
@@ -55,15 +60,13 @@ def main():
     for name, (fn, args) in programs.items():
         compiled = thunder.compile(fn)
         torch.testing.assert_close(compiled(*args), fn(*args))
-        eager = per_call_us(fn, args)
-        ours = per_call_us(compiled, args)
-        if opts.no_torch_compile:
-            tc, tc_text, ratio_tc = None, "-", "-"
-        else:
-            tc_fn = torch.compile(fn)
-            torch.testing.assert_close(tc_fn(*args), fn(*args))
-            tc = per_call_us(tc_fn, args)
-            tc_text, ratio_tc = f"{tc:.1f}", f"{ours / tc:.2f}"
+        implementations = {"eager": fn, "thunder": compiled}
+        if not opts.no_torch_compile:
+            implementations["torch.compile"] = torch.compile(fn)
+            torch.testing.assert_close(implementations["torch.compile"](*args), fn(*args))
+        times = per_call_us(implementations, args)
+        eager, ours, tc = times["eager"], times["thunder"], times.get("torch.compile")
+        tc_text, ratio_tc = ("-", "-") if tc is None else (f"{tc:.1f}", f"{ours / tc:.2f}")
         print(f"{name:<24}{eager:>10.1f}{tc_text:>14}{ours:>12.1f}{ours / eager:>10.2f}{ratio_tc:>14}")
         assert thunder.cache_misses(compiled) == 1
 
