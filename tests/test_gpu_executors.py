@@ -92,3 +92,24 @@ def test_device_moves_train_like_eager():
         if fn is f:
             expected = (out.detach(), mean.detach(), *grads)
     torch.testing.assert_close((out.detach(), mean.detach(), *grads), expected)
+
+
+def test_cuda_generator_state_inside_a_program():
+    """Saving and restoring the CUDA generator's state (what ``torch.random.fork_rng`` and OpInfo's
+    ``freeze_rng_state`` do) and seeding it happen when the program runs, as in eager."""
+    def f(x):
+        torch.cuda.manual_seed(7)
+        state = torch.cuda.get_rng_state()
+        a = torch.rand(4, device="cuda")
+        torch.cuda.set_rng_state(state)
+        b = torch.rand(4, device="cuda")          # the same draws again
+        with torch.random.fork_rng(devices=[x.device]):
+            c = torch.rand(4, device="cuda")
+        return x + a, b, c
+
+    x = torch.zeros(4, device="cuda")
+    compiled = thunder.compile(f)
+    for actual, expected in zip(compiled(x), f(x)):
+        torch.testing.assert_close(actual, expected)
+    a, b, _ = compiled(x)
+    torch.testing.assert_close(a, b)
