@@ -92,11 +92,16 @@ def _accessor(kind: str, key) -> str | None:
     return None
 
 
+# Every tensor is an instance of torch's C base class; checking against it skips torch.Tensor's
+# metaclass, about 100 ns per tensor input on every call
+_TENSOR_BASE = getattr(torch._C, "TensorBase", None) or torch._C._TensorBase
+
+
 class PrologueBuilder:
     def __init__(self, trace):
         self.trace = trace
         self.lines: list[str] = []
-        self.constants: dict[str, object] = {"_Tensor": torch.Tensor, "_tree_flatten": tree_flatten,
+        self.constants: dict[str, object] = {"_Tensor": _TENSOR_BASE, "_tree_flatten": tree_flatten,
                                              "_is_grad_enabled": torch.is_grad_enabled}
         self._constant_ids: dict[object, str] = {}
         self._nodes: dict[int, _Node] = {}
