@@ -450,3 +450,36 @@ def test_autocast_bf16_on_cpu_training_step():
         assert p.grad.dtype == torch.float32  # gradients of fp32 parameters stay fp32, as eager
     # outside autocast the same module runs in float32 again
     torch.testing.assert_close(tm(idx), reference(idx), **F32)
+
+
+def test_parameters_reaching_only_unused_outputs_get_no_gradient():
+    """A model returning several outputs (an HF model's pooler output next to the hidden states):
+    when the loss uses only some, parameters feeding only the others keep ``.grad`` None, as in
+    eager, so an optimizer skips them (AdamW's weight decay would move them on a zero gradient)."""
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.shared, self.head, self.pooler = (torch.nn.Linear(8, 8) for _ in range(3))
+
+        def forward(self, x):
+            h = self.shared(x).relu()
+            return self.head(h), self.pooler(h)
+
+    torch.manual_seed(0)
+    model, x = TwoHeads(), torch.randn(4, 8)
+    compiled = thunder.compile(model)
+    results = []
+    for fn in (model, compiled):
+        model.zero_grad(set_to_none=True)
+        fn(x)[0].sum().backward()
+        results.append({n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()})
+    expected, actual = results
+    assert {n for n, g in actual.items() if g is None} == {"pooler.weight", "pooler.bias"}
+    for n, g in expected.items():
+        if g is not None:
+            torch.testing.assert_close(actual[n], g)
+    # both outputs used: every parameter gets its gradient
+    model.zero_grad(set_to_none=True)
+    head, pooled = compiled(x)
+    (head.sum() + pooled.square().sum()).backward()
+    assert all(p.grad is not None for p in model.parameters())

@@ -210,7 +210,7 @@ class CompiledFunction:
             traces += lowered
             backward_fn, backward_lowered = self.lower(split.backward)
             backward_traces = _dedupe([split.backward, *backward_lowered])
-            fn = training_callable(forward_fn, backward_fn, split.grad_outputs)
+            fn = training_callable(forward_fn, backward_fn, split)
         traces = _dedupe(traces)
         entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start,
                            backward_traces, getattr(program, "epilogue", None), getattr(program, "num_outputs", None))

@@ -24,6 +24,9 @@ from thunder.core.trace import current_trace
 TENSOR_METHODS: dict[str, object] = {}
 # hook set by thunder.torch: (torch callable, args, kwargs) -> result, for __torch_function__
 TORCH_FUNCTION_HANDLER: list = [None]
+# hook set by thunder.torch: (op name, symbol, args, kwargs) -> (args, kwargs) with arguments given by
+# torch's parameter names moved to their positions
+KEYWORDS_HANDLER: list = [None]
 
 _SHORT_DTYPE = {
     torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16",
@@ -149,7 +152,13 @@ class TensorProxy(Proxy):
     def __getattr__(self, name: str):
         method = TENSOR_METHODS.get(name)
         if method is not None:
-            return lambda *args, **kwargs: method(self, *args, **kwargs)
+            def call(*args, **kwargs):
+                if kwargs:
+                    args, kwargs = KEYWORDS_HANDLER[0](name, method, (self, *args), kwargs)
+                    return method(*args, **kwargs)
+                return method(self, *args)
+
+            return call
         torch_method = getattr(torch.Tensor, name, None)
         if callable(torch_method) and not name.startswith("_"):
             # a Tensor method without a torch-language definition: traced as an opaque op

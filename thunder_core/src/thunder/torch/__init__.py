@@ -8,6 +8,9 @@ for a torch callable: the registered symbol if there is one, otherwise an opaque
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import torch
 from torch.utils._pytree import tree_flatten
 
@@ -28,7 +31,68 @@ def dispatch(fn, args, kwargs):
     target = _symbol_for(fn)
     if target is None:
         return opaque_call(fn, args, kwargs)
+    if kwargs:
+        args, kwargs = torch_keywords_by_position(getattr(fn, "__name__", ""), target, args, kwargs)
     return target(*args, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _parameters(target) -> tuple[list[str], set[str], bool]:
+    """A symbol's definition (or an adapter): its positional parameter names, all its parameter
+    names, and whether it takes ``**kwargs``."""
+    fn = getattr(target, "fn", target)
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return [], set(), True
+    positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return positional, {p.name for p in params}, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def torch_keywords_by_position(name: str, target, args, kwargs):
+    """Arguments the caller passed by torch's own parameter names (``baddbmm(batch1=q, batch2=k)``)
+    where the definition names them differently: moved to their positions, which torch's operator
+    schema gives. Keywords the definition knows are left alone."""
+    names, known, var_keyword = _parameters(target)
+    unknown = [k for k in kwargs if k not in known]
+    if not unknown or var_keyword:
+        return args, kwargs
+    schema_names = _schema_positional_names(name, set(unknown))
+    if schema_names is None:
+        return args, kwargs
+    positions = {k: schema_names.index(k) for k in unknown}
+    last = max(positions.values())
+    if last >= len(names) or any(i < len(args) for i in positions.values()):
+        return args, kwargs
+    moved = dict(kwargs)
+    filled = list(args)
+    for i in range(len(args), last + 1):
+        name = schema_names[i]
+        if name in moved:
+            filled.append(moved.pop(name))
+        elif names[i] in moved:
+            filled.append(moved.pop(names[i]))
+        else:
+            return args, kwargs  # a gap: let the call fail with torch-like arguments as given
+    return tuple(filled), moved
+
+
+@functools.lru_cache(maxsize=None)
+def _schema_positional_names_cached(name: str, wanted: frozenset):
+    packet = getattr(torch.ops.aten, name.rstrip("_") if name.endswith("_") else name, None)
+    if packet is None:
+        return None
+    for overload in packet.overloads():
+        arguments = getattr(packet, overload)._schema.arguments
+        positional = ["input" if a.name == "self" else a.name for a in arguments if not a.kwarg_only]
+        if wanted <= set(positional):
+            return tuple(positional)
+    return None
+
+
+def _schema_positional_names(name: str, wanted: set):
+    result = _schema_positional_names_cached(name, frozenset(wanted))
+    return None if result is None else list(result)
 
 
 def _is_state_query(fn, args, kwargs) -> bool:
@@ -81,3 +145,4 @@ _TORCH_C_OP_MODULES = {"torch._C._nn", "torch._C._fft", "torch._C._linalg", "tor
                        "torch._C._sparse", "torch._C._nested"}
 
 proxies.TORCH_FUNCTION_HANDLER[0] = dispatch
+proxies.KEYWORDS_HANDLER[0] = torch_keywords_by_position

@@ -124,7 +124,7 @@ def rematerialize(split):
     new_backward.args = residuals + list(cotangents)
     new_forward = forward.derive(forward.stage, forward.bound_symbols)
     new_forward.output = (forward.output[0], tuple(residuals))
-    return type(split)(new_forward, new_backward, residuals, split.grad_outputs)
+    return type(split)(new_forward, new_backward, residuals, split.grad_outputs, split.reaches)
 
 
 def _cheap_producers(r, producer, inputs, saved, replayable):

@@ -23,13 +23,17 @@ _TENSOR = object()  # marks a residual slot kept by save_for_backward
 class _Region:
     """What the autograd.Function needs from one compiled cache entry."""
 
-    __slots__ = ("forward", "backward", "grad_outputs", "differentiable")
+    __slots__ = ("forward", "backward", "grad_outputs", "differentiable", "reaches", "zeros")
 
-    def __init__(self, forward, backward, grad_outputs):
+    def __init__(self, forward, backward, split):
         self.forward = forward
         self.backward = backward
-        self.grad_outputs = grad_outputs
-        self.differentiable = frozenset(grad_outputs)
+        self.grad_outputs = list(split.grad_outputs)
+        self.differentiable = frozenset(split.grad_outputs)
+        self.reaches = split.reaches
+        outputs = split.forward.output[0]
+        # (shape, dtype, device) of each differentiable output, for a gradient the caller did not pass
+        self.zeros = [(tuple(outputs[i].shape), outputs[i].dtype, outputs[i].device) for i in split.grad_outputs]
 
 
 class ThunderFunction(torch.autograd.Function):
@@ -37,6 +41,7 @@ class ThunderFunction(torch.autograd.Function):
     def forward(ctx, region: _Region, *inputs):
         outputs, residuals = region.forward(*inputs)
         ctx.region = region
+        ctx.set_materialize_grads(False)  # None for outputs the caller did not differentiate
         ctx.save_for_backward(*(r for r in residuals if isinstance(r, torch.Tensor)))
         ctx.others = [_TENSOR if isinstance(r, torch.Tensor) else r for r in residuals]
         # outputs that no gradient flows to (integers, detached or computed from inputs that need
@@ -52,12 +57,21 @@ class ThunderFunction(torch.autograd.Function):
     def backward(ctx, *grads):
         saved = iter(ctx.saved_tensors)
         residuals = [next(saved) if r is _TENSOR else r for r in ctx.others]
-        cotangents = [grads[i] for i in ctx.region.grad_outputs]
-        return (None, *ctx.region.backward(*residuals, *cotangents))
+        region = ctx.region
+        cotangents = [grads[i] for i in region.grad_outputs]
+        if all(g is not None for g in cotangents):
+            return (None, *region.backward(*residuals, *cotangents))
+        # Some outputs were not used by the caller: they contribute zero, and inputs that only
+        # reach them get no gradient at all (their ``.grad`` stays None, as in eager).
+        given = frozenset(k for k, g in enumerate(cotangents) if g is not None)
+        cotangents = [g if g is not None else torch.zeros(shape, dtype=dtype, device=device)
+                      for g, (shape, dtype, device) in zip(cotangents, region.zeros)]
+        input_grads = region.backward(*residuals, *cotangents)
+        return (None, *(g if region.reaches[j] & given else None for j, g in enumerate(input_grads)))
 
 
-def training_callable(forward_fn, backward_fn, grad_outputs):
-    region = _Region(forward_fn, backward_fn, list(grad_outputs))
+def training_callable(forward_fn, backward_fn, split):
+    region = _Region(forward_fn, backward_fn, split)
 
     def computation(*inputs):
         return ThunderFunction.apply(region, *inputs)

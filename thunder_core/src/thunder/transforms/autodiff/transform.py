@@ -44,6 +44,9 @@ class ForwardBackward:
     backward: Trace
     residuals: list          # forward values the backward reads, in the backward's argument order
     grad_outputs: list[int]  # positions of the computation's outputs that receive a gradient
+    # per input of the computation: which entries of ``grad_outputs`` it contributes to (an input
+    # reaching only outputs the caller did not differentiate gets no gradient, as in eager)
+    reaches: list[frozenset]
 
 
 class NotDifferentiable(Exception):
@@ -205,7 +208,22 @@ def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
 
     forward = trace.derive("forward: outputs and saved residuals", expander.bsyms)
     forward.output = (tuple(outputs), tuple(residuals))
-    return ForwardBackward(forward, backward, residuals, grad_outputs)
+    reaches = _reaches(trace.args, expander.bsyms, [outputs[i] for i in grad_outputs])
+    return ForwardBackward(forward, backward, residuals, grad_outputs, reaches)
+
+
+def _reaches(args, bsyms, differentiable_outputs) -> list[frozenset]:
+    """For each input, the positions in ``differentiable_outputs`` of the outputs computed from it."""
+    depends: dict[str, frozenset] = {a.name: frozenset([i]) for i, a in enumerate(args) if isinstance(a, Proxy)}
+    for b in bsyms:
+        sources = frozenset().union(*(depends.get(p.name, frozenset()) for p in b.flat_proxy_args()))
+        for p in b.flat_proxy_outputs():
+            depends[p.name] = depends.get(p.name, frozenset()) | sources
+    reached: list[set] = [set() for _ in args]
+    for k, out in enumerate(differentiable_outputs):
+        for i in depends.get(out.name, ()):
+            reached[i].add(k)
+    return [frozenset(r) for r in reached]
 
 
 def _connected(trace: Trace, bsyms: list) -> set[str]:
