@@ -483,3 +483,57 @@ def test_parameters_reaching_only_unused_outputs_get_no_gradient():
     head, pooled = compiled(x)
     (head.sum() + pooled.square().sum()).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+class _StraightThrough(torch.autograd.Function):
+    """round() forward, identity backward: a custom gradient autodiff of the forward would not give."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        return torch.round(x * scale) / scale
+
+    @staticmethod
+    def backward(ctx, g):
+        return g, None
+
+
+def test_user_autograd_function_keeps_its_own_backward():
+    class Quantized(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return _StraightThrough.apply(self.fc(x), 4.0).tanh()
+
+    torch.manual_seed(0)
+    model, x = Quantized(), torch.randn(3, 8)
+    compiled = thunder.compile(model)
+    results = []
+    for fn in (model, compiled):
+        model.zero_grad()
+        out = fn(x)
+        out.square().sum().backward()
+        results.append([out.detach(), model.fc.weight.grad.clone(), model.fc.bias.grad.clone()])
+    for actual, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(actual, expected)
+    assert model.fc.weight.grad.abs().sum() > 0  # the straight-through gradient, not round's zero
+    assert "_StraightThrough.apply" in str(thunder.last_traces(compiled)[0])
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_recurrent_modules_train_like_eager(cell):
+    """nn.LSTM/GRU hand their list of flat weights to one kernel: the weights are still inputs."""
+    torch.manual_seed(0)
+    model = getattr(torch.nn, cell)(8, 16, num_layers=2, batch_first=True)
+    x = torch.randn(2, 5, 8)
+    compiled = thunder.compile(model)
+    results = []
+    for fn in (model, compiled):
+        model.zero_grad()
+        out, _ = fn(x)
+        out.square().mean().backward()
+        results.append([out.detach()] + [p.grad.clone() for p in model.parameters()])
+    for actual, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
+    assert thunder.cache_misses(compiled) == 1

@@ -30,7 +30,7 @@ import warnings
 
 import torch
 import torch.utils.checkpoint
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 import thunder.torch as ltorch
 from thunder.acquire.autocast import AutocastState
@@ -191,9 +191,26 @@ class AcquisitionHooks(InterpreterHooks):
             name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", repr(fn))
             self._sharp_edge(f"the program calls {name}() (input/output, time or randomness outside torch)",
                              ("io", name))
+        if _is_autograd_function_apply(fn):
+            # a user's torch.autograd.Function: one opaque operation, run (and differentiated
+            # with the user's backward) by torch
+            return lambda *args, **kwargs: ltorch.opaque_call(fn, *self._known_tensors_as_inputs((args, kwargs)))
         if ltorch.is_torch_callable(fn):
-            return lambda *args, **kwargs: ltorch.dispatch(fn, args, kwargs)
+            return lambda *args, **kwargs: ltorch.dispatch(fn, *self._known_tensors_as_inputs((args, kwargs)))
         return None
+
+    def _known_tensors_as_inputs(self, call):
+        """Real tensors a torch call receives inside containers the program did not index (an
+        LSTM's list of flat weights handed to the kernel whole) become trace inputs, when
+        acquisition knows where they live (parameters and buffers)."""
+        def as_input(x):
+            if isinstance(x, torch.Tensor):
+                location = self.prologue.location_of(x)
+                if location is not None:
+                    return self.proxy_for(x, location, self.prologue.hint_of(x) or "c")
+            return x
+
+        return tree_map(as_input, call)
 
     def should_interpret(self, fn) -> bool:
         module = getattr(fn, "__module__", None) or ""
@@ -225,6 +242,13 @@ def _is_io(fn) -> bool:
         return True
     module = getattr(fn, "__module__", None) or ""
     return module in _IO_MODULES or module.startswith("logging.")
+
+
+def _is_autograd_function_apply(fn) -> bool:
+    """``MyFunction.apply`` of a ``torch.autograd.Function`` subclass."""
+    owner = getattr(fn, "__self__", None)
+    return (isinstance(fn, types.MethodType) and isinstance(owner, type) and owner is not torch.autograd.Function
+            and issubclass(owner, torch.autograd.Function) and fn.__func__ is torch.autograd.Function.apply.__func__)
 
 
 def _is_stable_global(value) -> bool:

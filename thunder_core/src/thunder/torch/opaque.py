@@ -45,6 +45,9 @@ def callable_name(fn) -> str:
         return f"torch.ops.{fn.namespace}.{fn._opname}.{fn._overloadname}"
     if isinstance(fn, torch._ops.OpOverloadPacket):
         return f"torch.ops.{fn._qualified_op_name.replace('::', '.')}"
+    owner = getattr(fn, "__self__", None)
+    if isinstance(owner, type) and issubclass(owner, torch.autograd.Function):  # MyFunction.apply
+        return f"{owner.__qualname__}.{fn.__name__}"
     qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or type(fn).__name__
     if "<locals>" in qualname:  # made by a factory (torch.nn.functional.max_pool2d): use its name
         qualname = getattr(fn, "__name__", qualname)
