@@ -288,3 +288,30 @@ def test_inputs_named_like_prologue_parameters_hit_the_cache_and_stay_correct():
             call = dict(config=config, **dict(zip(keys, values))) if fn is g else dict(zip(keys, values))
             torch.testing.assert_close(compiled(x, **call), fn(x, **call))
         assert thunder.cache_misses(compiled) == 1 and thunder.cache_hits(compiled) == 2
+
+
+def test_tensors_in_module_containers_are_inputs_not_constants():
+    """Tensors kept in a plain list or dict attribute and handed to a torch op inside a container:
+    replacing one (or the whole list) between calls is seen, never answered from a stale trace."""
+    class Tables(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rows = [torch.zeros(1, 4)]
+            self.named = {"extra": torch.zeros(1, 4)}
+
+        def forward(self, x):
+            return torch.cat([x] + self.rows + list(self.named.values()))
+
+    model = Tables()
+    compiled = thunder.compile(model)
+    x = torch.randn(2, 4)
+    for change in (lambda: None,
+                   lambda: model.rows.__setitem__(0, torch.ones(1, 4)),
+                   lambda: setattr(model, "rows", [torch.full((1, 4), 5.0)]),
+                   lambda: model.named.__setitem__("extra", torch.full((1, 4), 7.0))):
+        change()
+        torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+    assert thunder.cache_misses(compiled) == 1
+    model.rows.append(torch.ones(1, 4))  # a new structure: a new trace
+    torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
+    assert thunder.cache_misses(compiled) == 2

@@ -187,6 +187,12 @@ class PrologueBuilder:
             self.know(value, location)
             if isinstance(value, (dict, list, tuple)):
                 self.lines.append(f"if len({self.expr((id(value), ''))}) != {len(value)}: return None")
+                # tensors inside are located too: handed to a torch call in the container (or a
+                # copy of it), they are inputs fetched from here on every call, never constants
+                for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
+                    if isinstance(item, torch.Tensor) and self.location_of(item) is None:
+                        hint = key if isinstance(key, str) and key.isidentifier() else f"{origin.key}_{key}"
+                        self.know(item, (id(value), f"[{key!r}]"), hint=str(hint))
 
     def value_guard(self, location, value) -> None:
         expr = self.expr(location)
