@@ -352,3 +352,16 @@ def test_no_sharp_edges_reported_for_a_plain_module():
         warnings.simplefilter("error")
         thunder.compile(model, sharp_edges="error")(torch.randn(2, 3))
         thunder.compile(reads_mutable_global)(torch.ones(2))  # off by default
+
+
+def test_torch_compile_hints_are_ignored():
+    """Model code that marks tensors for torch.compile (HF's Mamba cache calls
+    ``torch._dynamo.mark_static_address``) traces as without the hints."""
+    def f(x):
+        cache = torch.zeros(2, 3)
+        torch._dynamo.mark_static_address(cache)
+        torch._dynamo.mark_dynamic(x, 0)
+        return cache + x * 2
+
+    x = torch.randn(2, 3)
+    torch.testing.assert_close(thunder.compile(f)(x), f(x))

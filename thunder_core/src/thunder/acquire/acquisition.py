@@ -351,6 +351,12 @@ def _checkpoint(hooks, function, *args, **kwargs):
     return interpret_checkpointed(hooks.trace, lambda f, a, k: interpret(f, a, k, hooks), function, args, kwargs)
 
 
+def _compiler_hint(hooks, *args, **kwargs):
+    """torch.compile's hints on tensors (``mark_static_address``, ``mark_dynamic``): nothing to do
+    for a trace, whose shapes are specialized and whose inputs are fetched on every call."""
+    return None
+
+
 _SPECIAL_LOOKASIDES = {
     torch.utils.checkpoint.checkpoint: _checkpoint,
     torch.compiler.is_compiling: _is_compiling,
@@ -364,6 +370,9 @@ _SPECIAL_LOOKASIDES = {
     builtins.delattr: _delattr,
     builtins.type: _type,
     torch._C._set_grad_enabled: _set_grad_enabled,
+    **{hint: _compiler_hint for hint in (getattr(torch._dynamo, name, None) for name in (
+        "mark_static_address", "mark_dynamic", "maybe_mark_dynamic", "mark_static", "mark_unbacked"))
+       if hint is not None},
 }
 
 
