@@ -38,7 +38,9 @@ if [ "$what" = plugins ] || [ "$what" = all ]; then
   python3 plugins/thunder_fp8/bench_fp8.py --steps 30 2>&1 | grep -v -i warn | log plugins || status=1
 fi
 if [ "$what" = opinfo ]; then
-  THUNDER_OPINFO_DEVICE=cuda THUNDER_OPINFO_DTYPES=float32,bfloat16 python3 tests/test_opinfo.py \
+  # pytest-xdist (on the GPU image) spreads the suite over the host's cores: about a minute
+  xdist=(); python3 -c "import xdist" 2>/dev/null && xdist=(-n 12)
+  THUNDER_OPINFO_DEVICE=cuda THUNDER_OPINFO_DTYPES=float32,bfloat16 python3 tests/test_opinfo.py "${xdist[@]}" \
     2>&1 | tail -40 | log opinfo || status=1
 fi
 exit $status
