@@ -365,3 +365,19 @@ def test_torch_compile_hints_are_ignored():
 
     x = torch.randn(2, 3)
     torch.testing.assert_close(thunder.compile(f)(x), f(x))
+
+
+def test_tensors_made_outside_torch_reach_opaque_ops_in_containers():
+    """A tensor the program gets from code outside torch (here unpickled) handed to torch ops inside
+    a list: an input of the trace (not a value the fake-tensor shape inference chokes on)."""
+    import pickle
+
+    blob = pickle.dumps([torch.arange(5.0)])
+
+    def f(x):
+        tables = pickle.loads(blob)
+        return torch.stack([x] + tables), torch.linalg.multi_dot([x[None], tables[0][:, None]])
+
+    x = torch.tensor([0.5, 1.5, 2.5, 3.5, 4.5])
+    for actual, expected in zip(thunder.compile(f)(x), f(x)):
+        torch.testing.assert_close(actual, expected)

@@ -201,13 +201,12 @@ class AcquisitionHooks(InterpreterHooks):
 
     def _known_tensors_as_inputs(self, call):
         """Real tensors a torch call receives inside containers the program did not index (an
-        LSTM's list of flat weights handed to the kernel whole) become trace inputs, when
-        acquisition knows where they live (parameters and buffers)."""
+        LSTM's list of flat weights handed to the kernel whole) become trace inputs like tensors the
+        program loads: fetched from where they live (parameters, buffers, attributes) on every call,
+        or, made while tracing by code outside torch, held as that object."""
         def as_input(x):
             if isinstance(x, torch.Tensor):
-                location = self.prologue.location_of(x)
-                if location is not None:
-                    return self.proxy_for(x, location, self.prologue.hint_of(x) or "c")
+                return self.proxy_for(x, self.prologue.location_of(x), self.prologue.hint_of(x) or "c")
             return x
 
         return tree_map(as_input, call)
