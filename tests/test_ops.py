@@ -108,7 +108,7 @@ def test_device_moves_are_operations_of_the_program():
     the other device in the trace (here to "meta", the one other device a CPU machine has)."""
     def f(x):
         y = (x * 2).to("meta")
-        return y, x.cpu() + 1, x.to(torch.device("cpu"), torch.float64)
+        return y, x.cpu() + 1, x.to(torch.device("cpu"), torch.float64), x.to(device="meta")
 
     compiled = thunder.compile(f)
     x = _randn(3, 4)

@@ -121,7 +121,8 @@ def _same_device(device: torch.device, like: torch.device) -> bool:
 @torchsymbol(tensor_method("to"), methods=["to"])
 def to(a, *args, **kwargs):
     dtype, device = _parse_to(a, args, kwargs)
-    if device is not None and not _same_device(torch.device(device), a.device):
+    device = None if device is None else torch.device(device)  # also given as a string keyword
+    if device is not None and not _same_device(device, a.device):
         if device.type == "cuda" and device.index is None:
             device = torch.device("cuda", torch.cuda.current_device())
         a = prims.device_put(a, device)
