@@ -57,7 +57,7 @@ def torch_keywords_by_position(name: str, target, args, kwargs):
     unknown = [k for k in kwargs if k not in known]
     if not unknown or var_keyword:
         return args, kwargs
-    schema_names = _schema_positional_names(name, set(unknown))
+    schema_names = _schema_positional_names(name, frozenset(unknown))
     if schema_names is None:
         return args, kwargs
     positions = {k: schema_names.index(k) for k in unknown}
@@ -67,9 +67,8 @@ def torch_keywords_by_position(name: str, target, args, kwargs):
     moved = dict(kwargs)
     filled = list(args)
     for i in range(len(args), last + 1):
-        name = schema_names[i]
-        if name in moved:
-            filled.append(moved.pop(name))
+        if schema_names[i] in moved:
+            filled.append(moved.pop(schema_names[i]))
         elif names[i] in moved:
             filled.append(moved.pop(names[i]))
         else:
@@ -78,21 +77,18 @@ def torch_keywords_by_position(name: str, target, args, kwargs):
 
 
 @functools.lru_cache(maxsize=None)
-def _schema_positional_names_cached(name: str, wanted: frozenset):
-    packet = getattr(torch.ops.aten, name.rstrip("_") if name.endswith("_") else name, None)
+def _schema_positional_names(name: str, wanted: frozenset) -> tuple | None:
+    """The positional parameter names (``self`` spelled ``input``, as Python calls it) of the first
+    overload of ``aten.<name>`` that has all of ``wanted``."""
+    packet = getattr(torch.ops.aten, name.rstrip("_"), None)
     if packet is None:
         return None
     for overload in packet.overloads():
         arguments = getattr(packet, overload)._schema.arguments
-        positional = ["input" if a.name == "self" else a.name for a in arguments if not a.kwarg_only]
+        positional = tuple("input" if a.name == "self" else a.name for a in arguments if not a.kwarg_only)
         if wanted <= set(positional):
-            return tuple(positional)
+            return positional
     return None
-
-
-def _schema_positional_names(name: str, wanted: set):
-    result = _schema_positional_names_cached(name, frozenset(wanted))
-    return None if result is None else list(result)
 
 
 def _is_state_query(fn, args, kwargs) -> bool:
