@@ -81,8 +81,9 @@ def _cudnn_takes_grouped_heads(device, dtype) -> bool:
         grads = aten._scaled_dot_product_cudnn_attention_backward(
             torch.ones_like(out), q, kv, kv, out, lse, seed, offset, None, None, None, 64, 64, 0.0, True,
             scale=0.125)
+        repeated = kv.float().repeat_interleave(2, 1)
         reference = torch.nn.functional.scaled_dot_product_attention(
-            q.float(), *(kv.float().repeat_interleave(2, 1),) * 2, is_causal=True, scale=0.125)
+            q.float(), repeated, repeated, is_causal=True, scale=0.125)
         return (tuple(grads[1].shape) == tuple(kv.shape)
                 and torch.allclose(out.float(), reference, atol=2e-2, rtol=2e-2))
     except RuntimeError:
