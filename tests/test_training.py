@@ -344,6 +344,28 @@ def test_dropout_same_mask_forward_and_backward_and_reproducible():
     torch.testing.assert_close(g, dropped.sum(0, keepdim=True).detach(), **F32)
 
 
+
+def test_fusion_regions_leave_draws_and_generator_state_to_eager_kernels():
+    """With the fusion executor, a seeded program still draws eager's numbers (Inductor's generator
+    differs), and saving/restoring the generator state runs where the program has it."""
+    def f(x):
+        torch.manual_seed(7)
+        state = torch.get_rng_state()
+        a = F.dropout(x.sin(), 0.5)
+        torch.set_rng_state(state)
+        b = torch.rand_like(x)
+        with torch.random.fork_rng():
+            c = torch.randn(4)
+        return a.cos() * 2, b, c
+
+    compiled = thunder.compile(f, executors=["torchcompile"])
+    x = torch.randn(4, 8)
+    for actual, expected in zip(compiled(x), f(x)):
+        torch.testing.assert_close(actual, expected)
+    final = str(thunder.last_traces(compiled)[-1])
+    assert "torchcompile" in final and "get_rng_state()" in final
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 def test_rematerialization_saves_less_than_all_intermediates():

@@ -6,6 +6,7 @@
    on fresh batches of a learnable synthetic sequence (see ``batches``) and prints both loss curves.
 
     python plugins/thunder_fp8/bench_fp8.py                    # H200: 16 layers, 1 x 2048 tokens
+    python plugins/thunder_fp8/bench_fp8.py --batch 4          # matmul-heavy: 4 x 2048 tokens
     python plugins/thunder_fp8/bench_fp8.py --recipe rowwise
     python plugins/thunder_fp8/bench_fp8.py --tiny             # CPU smoke run with FP8 emulation
 """
@@ -115,6 +116,7 @@ def main():
     parser.add_argument("--tiny", action="store_true", help="tiny shapes on CPU with FP8 emulation (smoke run)")
     parser.add_argument("--layers", type=int, default=16)
     parser.add_argument("--seq", type=int, default=2048)
+    parser.add_argument("--batch", type=int, default=1, help="sequences per timed step")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--recipe", default="tensorwise", choices=["tensorwise", "delayed", "rowwise"])
@@ -128,7 +130,7 @@ def main():
     base, vocab = build(args, device, dtype)
     seq = 64 if args.tiny else args.seq
     iters, warmup = (2, 1) if args.tiny else (args.iters, 3)
-    ids = torch.randint(0, vocab, (1, seq + 1), device=device)
+    ids = torch.randint(0, vocab, (args.batch, seq + 1), device=device)
 
     bf16_model, fp8_model = copy.deepcopy(base), copy.deepcopy(base)
     plugin = thunder_fp8.FP8(args.recipe, emulate=emulate)
@@ -137,7 +139,7 @@ def main():
     if not args.skip_torch_compile:
         impls.append(("torch.compile", torch.compile(base)))
     print(f"litgpt Llama-3.2-1B-like: {sum(p.numel() for p in base.parameters()) / 1e9:.2f}B params, "
-          f"batch 1 x {seq} tokens, {device}, recipe {args.recipe}, {len(plugin.converted)} FP8 linears")
+          f"batch {args.batch} x {seq} tokens, {device}, recipe {args.recipe}, {len(plugin.converted)} FP8 linears")
     rows = [time_step(name, fn, ids, device, iters, warmup) for name, fn in impls]
     ref = rows[0]["ms"]
     print(f"\n{'training step':<16}{'ms':>9}{'vs thunder bf16':>17}{'first call s':>14}{'peak GiB':>10}{'loss':>9}")

@@ -35,31 +35,42 @@ def _run(model, x, g):
 
 
 @pytest.mark.parametrize("recipe", ["tensorwise", "delayed", "rowwise"])
-def test_fp8_matches_bf16_and_emulation(recipe):
+def test_fp8_matches_bf16(recipe):
     base = _mlp()
-    emulated = copy.deepcopy(base)
     reference = copy.deepcopy(base)
     tm = thunder.compile(base, plugins=[thunder_fp8.FP8(recipe)])
-    te = thunder.compile(emulated, plugins=[thunder_fp8.FP8(recipe, emulate=True)])
     x = torch.randn(4, 120, 256, device="cuda", dtype=torch.bfloat16)  # 480 tokens: not a tile multiple
     g = torch.randn(4, 120, 256, device="cuda", dtype=torch.bfloat16)
     out, dx, grads = _run(tm, x, g)
     ref_out, ref_dx, ref_grads = _run(reference, x, g)
-    emu_out, emu_dx, emu_grads = _run(te, x, g)
     # FP8 error against bf16: a few percent (e4m3 has 3 mantissa bits, e5m2 2)
     assert _rel(out, ref_out) < 0.06
     assert _rel(dx, ref_dx) < 0.12
     for gr, rg in zip(grads, ref_grads):
         assert _rel(gr, rg) < 0.12
-    # the real kernel and the emulation quantize identically; only accumulation order differs
-    assert _rel(out, emu_out) < 0.01
-    assert _rel(dx, emu_dx) < 0.01
     final = str(thunder.last_traces(tm)[-1])
     assert final.count("fp8.scaled_mm(") == 2 and ", False)" in final  # the real kernel, not emulation
     backward = str(tm._thunder_compiled.last_entry.backward_traces[-1])
     assert backward.count("fp8.scaled_mm(") == 4
     # the casts and amaxes went into fusion regions
     assert "torchcompile" in final
+
+
+@pytest.mark.parametrize("recipe", ["tensorwise", "rowwise"])
+def test_fp8_kernel_matches_emulation(recipe):
+    """One layer (no re-quantization of a result in between, which turns accumulation-order
+    differences into whole FP8 steps): the kernel and the emulation quantize identically."""
+    base = nn.Linear(256, 512).cuda().bfloat16()
+    emulated = copy.deepcopy(base)
+    tm = thunder.compile(base, plugins=[thunder_fp8.FP8(recipe)])
+    te = thunder.compile(emulated, plugins=[thunder_fp8.FP8(recipe, emulate=True)])
+    x = torch.randn(480, 256, device="cuda", dtype=torch.bfloat16)
+    g = torch.randn(480, 512, device="cuda", dtype=torch.bfloat16)
+    out, dx, grads = _run(tm, x, g)
+    emu_out, emu_dx, emu_grads = _run(te, x, g)
+    assert _rel(out, emu_out) < 0.01 and _rel(dx, emu_dx) < 0.01
+    for gr, eg in zip(grads, emu_grads):
+        assert _rel(gr, eg) < 0.01
 
 
 def test_scaled_mm_kernel_runs():

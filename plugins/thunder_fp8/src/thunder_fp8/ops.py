@@ -72,7 +72,7 @@ def autocast_inputs(x, weight, bias):
 
 # -- symbols ---------------------------------------------------------------------------------------
 
-def _scaled_mm_meta(a, b, scale_a, scale_b, out_dtype, emulate):
+def _scaled_mm_meta(a, b, scale_a, scale_b, out_dtype, fast_accum, emulate):
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
         raise ValueError(f"fp8.scaled_mm: shapes {list(a.shape)} and {list(b.shape)} do not multiply")
     requires_grad = torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)
@@ -97,9 +97,12 @@ TRACED = SimpleNamespace(
 
 
 def _linear_decomposition(input, weight, bias, history, recipe, margin, grad_dtype, emulate):
+    """``(out, *scales)``: the scales are outputs so that the VJP rule can reuse them (a
+    converted layer's caller sees ``out`` only)."""
     # the output dtype is the input's: under autocast the input arrives already cast
-    return scaling.linear_forward(TRACED, input, weight, bias, history, recipe, margin, grad_dtype,
-                                  input.dtype, emulate)
+    out, scales = scaling.linear_forward(TRACED, input, weight, bias, history, recipe, margin, grad_dtype,
+                                         input.dtype, emulate)
+    return (out, *scales)
 
 
 linear_symbol = Symbol("linear", _linear_decomposition, module="fp8", module_object=namespace)
@@ -108,8 +111,8 @@ linear_symbol = Symbol("linear", _linear_decomposition, module="fp8", module_obj
 @vjp("fp8.linear")
 def _linear_vjp(ctx, input, weight, bias, history, recipe, margin, grad_dtype, emulate):
     need_bias = isinstance(bias, TensorProxy) and bias.requires_grad
-    dx, dw, db = scaling.linear_backward(TRACED, ctx.g, input, weight, history, recipe, margin, grad_dtype,
-                                         emulate, input.requires_grad, weight.requires_grad, need_bias)
+    dx, dw, db = scaling.linear_backward(TRACED, ctx.g[0], input, weight, ctx.out[1:], history, recipe, margin,
+                                         grad_dtype, emulate, input.requires_grad, weight.requires_grad, need_bias)
     return dx, dw, db, None, None, None, None, None
 
 
@@ -121,8 +124,7 @@ executor = OperatorExecutor("fp8", priority=50)
 # torch operations only (``torch._scaled_mm`` and the layout copies it needs), so the fusion
 # executor compiles the matmuls inside its regions, next to the casts that feed them
 executor.register("fp8.scaled_mm", namespace.scaled_mm, printed_as=("fp8", "scaled_mm", namespace), traceable=True)
-_record = executor.register("fp8.record_amax", namespace.record_amax, printed_as=("fp8", "record_amax", namespace))
-_record.tags = (*_record.tags, "side_effect")  # keeps dead-code elimination from dropping the update
+executor.register("fp8.record_amax", namespace.record_amax, printed_as=("fp8", "record_amax", namespace))
 
 
 # -- the function converted layers call ------------------------------------------------------------
@@ -132,18 +134,19 @@ class _FP8Linear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, history, recipe, margin, grad_dtype, out_dtype, emulate):
-        ctx.save_for_backward(x, weight, history)
-        ctx.config = (recipe, margin, grad_dtype, emulate, bias is not None)
         with torch.no_grad():
-            return scaling.linear_forward(scaling.EAGER, x, weight, bias, history, recipe, margin, grad_dtype,
-                                          out_dtype, emulate)
+            out, scales = scaling.linear_forward(scaling.EAGER, x, weight, bias, history, recipe, margin,
+                                                 grad_dtype, out_dtype, emulate)
+        ctx.save_for_backward(x, weight, history, *scales)
+        ctx.config = (recipe, margin, grad_dtype, emulate, bias is not None)
+        return out
 
     @staticmethod
     def backward(ctx, g):
-        x, weight, history = ctx.saved_tensors
+        x, weight, history, *scales = ctx.saved_tensors
         recipe, margin, grad_dtype, emulate, has_bias = ctx.config
-        dx, dw, db = scaling.linear_backward(scaling.EAGER, g, x, weight, history, recipe, margin, grad_dtype,
-                                             emulate, ctx.needs_input_grad[0], ctx.needs_input_grad[1],
+        dx, dw, db = scaling.linear_backward(scaling.EAGER, g, x, weight, scales, history, recipe, margin,
+                                             grad_dtype, emulate, ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                                              has_bias and ctx.needs_input_grad[2])
         return dx, dw, db, None, None, None, None, None, None
 
@@ -160,4 +163,4 @@ def traced_fp8_linear(x, weight, bias, history, recipe: str, margin: int, grad_d
     """The lookaside for ``fp8_linear`` during acquisition: records ``fp8.linear``. Unsupported
     devices fail here, i.e. when the program is compiled."""
     check_device(weight.device, emulate)
-    return linear_symbol(x, weight, bias, history, recipe, margin, grad_dtype, emulate)
+    return linear_symbol(x, weight, bias, history, recipe, margin, grad_dtype, emulate)[0]

@@ -52,55 +52,68 @@ def abs_max(T, t, dim=None):
     return T.amax(a) if dim is None else T.amax(a, dim, keepdim=True)
 
 
-def quantize(T, t, fp8_dtype, dim=None, margin: int = 0):
-    """Dynamic scaling: ``(q, 1/scale, amax)``; ``dim`` is the dimension reduced for a row-wise
-    (per-row or per-column) scale, None for one scale per tensor."""
+def dynamic_scale(T, t, fp8_dtype, dim=None, margin: int = 0):
+    """Dynamic scaling: ``(scale, amax)`` from ``t``'s current amax; ``dim`` is the dimension
+    reduced for a row-wise (per-row or per-column) scale, None for one scale per tensor."""
     amax = abs_max(T, t, dim)
-    scale = scale_from_amax(T, amax, fp8_dtype, margin)
-    return cast(T, t, scale, fp8_dtype), T.reciprocal(scale), amax
+    return scale_from_amax(T, amax, fp8_dtype, margin), amax
 
 
-def quantize_delayed(T, t, fp8_dtype, history_row, margin: int):
-    """Delayed scaling: the scale comes from the max of ``history_row``; a history with no amax yet
-    (the first step) falls back to the current amax. Returns ``(q, 1/scale, current amax)``."""
+def delayed_scale(T, t, fp8_dtype, history_row, margin: int):
+    """Delayed scaling: ``(scale, current amax)``, the scale from the max of ``history_row``; a
+    history with no amax yet (the first step) falls back to the current amax."""
     amax = abs_max(T, t)
     past = T.amax(history_row)
     used = T.where(T.gt(past, 0.0), past, T.to(amax, torch.float32))
-    scale = scale_from_amax(T, used, fp8_dtype, margin)
+    return scale_from_amax(T, used, fp8_dtype, margin), amax
+
+
+def quantize(T, t, fp8_dtype, dim=None, margin: int = 0):
+    """Dynamic scaling: ``(q, 1/scale, amax)``."""
+    scale, amax = dynamic_scale(T, t, fp8_dtype, dim, margin)
     return cast(T, t, scale, fp8_dtype), T.reciprocal(scale), amax
 
 
 def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_dtype, out_dtype, emulate: bool):
     """``x @ weight.T + bias`` with both operands in e4m3 (and, for ``delayed``, the current amaxes
-    pushed into ``history``)."""
+    pushed into ``history``), accumulated with the fast FP8 accumulation (the forward's choice in
+    torchao and TransformerEngine; the backward's matmuls accumulate exactly). Returns
+    ``(out, scales)``: for the per-tensor recipes ``scales`` are the scales x and weight were
+    quantized with, which the backward reuses (quantizing them again without reducing them again);
+    empty for ``rowwise``, whose backward scales along other axes."""
     n, k = weight.shape
     x2 = T.reshape(x, (-1, k))
     if recipe == "rowwise":
         xq, xs, _ = quantize(T, x2, E4M3, dim=1)
         wq, ws, _ = quantize(T, weight, E4M3, dim=1)  # per output channel: [N, 1]
-        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), xs, T.transpose(ws, 0, 1), out_dtype, emulate)
+        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), xs, T.transpose(ws, 0, 1), out_dtype, True, emulate)
+        scales = ()
     else:
         if recipe == "delayed":
-            xq, xs, x_amax = quantize_delayed(T, x2, E4M3, T.select(history, 0, ROW_INPUT), margin)
-            wq, ws, w_amax = quantize_delayed(T, weight, E4M3, T.select(history, 0, ROW_WEIGHT), margin)
+            x_scale, x_amax = delayed_scale(T, x2, E4M3, T.select(history, 0, ROW_INPUT), margin)
+            w_scale, w_amax = delayed_scale(T, weight, E4M3, T.select(history, 0, ROW_WEIGHT), margin)
         else:
-            xq, xs, _ = quantize(T, x2, E4M3)
-            wq, ws, _ = quantize(T, weight, E4M3)
-        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), xs, ws, out_dtype, emulate)
+            x_scale, _ = dynamic_scale(T, x2, E4M3)
+            w_scale, _ = dynamic_scale(T, weight, E4M3)
+        xq, wq = cast(T, x2, x_scale, E4M3), cast(T, weight, w_scale, E4M3)
+        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), T.reciprocal(x_scale), T.reciprocal(w_scale), out_dtype,
+                          True, emulate)
         if recipe == "delayed":
             T.record_amax(history, ROW_INPUT, x_amax)
             T.record_amax(history, ROW_WEIGHT, w_amax)
+        scales = (x_scale, w_scale)
     if bias is not None:
         out = T.add(out, T.to(bias, out_dtype))
-    return T.reshape(out, (*x.shape[:-1], n))
+    return T.reshape(out, (*x.shape[:-1], n)), scales
 
 
-def linear_backward(T, g, x, weight, history, recipe: str, margin: int, grad_dtype, emulate: bool,
+def linear_backward(T, g, x, weight, scales, history, recipe: str, margin: int, grad_dtype, emulate: bool,
                     need_input: bool, need_weight: bool, need_bias: bool):
     """Gradients of ``linear_forward`` for input, weight and bias: the two backward matmuls take the
     output gradient in ``grad_dtype`` (e5m2 by default: range matters more than precision for
-    gradients) and the re-quantized forward operands in e4m3. For ``delayed`` the gradient's amax is
-    pushed into the history's gradient row."""
+    gradients) and the forward operands in e4m3, quantized with the forward's ``scales`` (the same
+    FP8 values the forward multiplied). For ``delayed`` the gradient's amax is pushed into the
+    history's gradient row."""
     n, k = weight.shape
     g2 = T.reshape(g, (-1, n))
     x2 = T.reshape(x, (-1, k))
@@ -109,25 +122,24 @@ def linear_backward(T, g, x, weight, history, recipe: str, margin: int, grad_dty
         if need_input:  # [M, N] @ [N, K]: rows of g, columns of weight
             gq, gs, _ = quantize(T, g2, grad_dtype, dim=1)
             wq, ws, _ = quantize(T, weight, E4M3, dim=0)
-            dx = T.scaled_mm(gq, wq, gs, ws, x.dtype, emulate)
+            dx = T.scaled_mm(gq, wq, gs, ws, x.dtype, False, emulate)
         if need_weight:  # [N, M] @ [M, K]: rows of g.T, columns of x
             gtq, gts, _ = quantize(T, T.transpose(g2, 0, 1), grad_dtype, dim=1)
             xq, xs, _ = quantize(T, x2, E4M3, dim=0)
-            dw = T.scaled_mm(gtq, xq, gts, xs, weight.dtype, emulate)
+            dw = T.scaled_mm(gtq, xq, gts, xs, weight.dtype, False, emulate)
     else:
         if recipe == "delayed":
-            gq, gs, g_amax = quantize_delayed(T, g2, grad_dtype, T.select(history, 0, ROW_GRAD), margin)
-            # the forward already pushed the amaxes of x and weight: the scale covers them
-            xq, xs, _ = quantize_delayed(T, x2, E4M3, T.select(history, 0, ROW_INPUT), margin)
-            wq, ws, _ = quantize_delayed(T, weight, E4M3, T.select(history, 0, ROW_WEIGHT), margin)
+            g_scale, g_amax = delayed_scale(T, g2, grad_dtype, T.select(history, 0, ROW_GRAD), margin)
         else:
-            gq, gs, _ = quantize(T, g2, grad_dtype)
-            xq, xs, _ = quantize(T, x2, E4M3) if need_weight else (None, None, None)
-            wq, ws, _ = quantize(T, weight, E4M3) if need_input else (None, None, None)
+            g_scale, _ = dynamic_scale(T, g2, grad_dtype)
+        gq, gs = cast(T, g2, g_scale, grad_dtype), T.reciprocal(g_scale)
+        x_scale, w_scale = scales
         if need_input:
-            dx = T.scaled_mm(gq, wq, gs, ws, x.dtype, emulate)
+            wq = cast(T, weight, w_scale, E4M3)
+            dx = T.scaled_mm(gq, wq, gs, T.reciprocal(w_scale), x.dtype, False, emulate)
         if need_weight:
-            dw = T.scaled_mm(T.transpose(gq, 0, 1), xq, gs, xs, weight.dtype, emulate)
+            xq = cast(T, x2, x_scale, E4M3)
+            dw = T.scaled_mm(T.transpose(gq, 0, 1), xq, gs, T.reciprocal(x_scale), weight.dtype, False, emulate)
         if recipe == "delayed":
             T.record_amax(history, ROW_GRAD, g_amax)
     if dx is not None:
@@ -155,17 +167,19 @@ def _pad_fp8(t, dim: int):
     return _pad_to(t.view(torch.uint8), dim).view(t.dtype)
 
 
-def scaled_mm(a, b, scale_a, scale_b, out_dtype, emulate: bool):
+def scaled_mm(a, b, scale_a, scale_b, out_dtype, fast_accum: bool, emulate: bool):
     """``(a * scale_a) @ (b * scale_b)`` in ``out_dtype``; ``a`` is [M, K] and ``b`` [K, N] in FP8,
     scales are 0-d (per tensor) or [M, 1] / [1, N] (row-wise) float32.
 
-    ``emulate``: dequantize and multiply in float32 (any device; the numerics of FP8 storage with
-    float32 accumulation). Otherwise ``torch._scaled_mm`` (CUDA, compute capability >= 8.9), with
-    the layouts it requires (``a`` row-major, ``b`` column-major) and every dimension padded with
-    zeros to a multiple of 16."""
+    ``emulate``: multiply the FP8 values in float32 and scale the product (any device; the numerics
+    of the FP8 kernel up to accumulation order: FP8 values are exact in float32, and in TF32 too,
+    so the product does not depend on the matmul precision setting). Otherwise ``torch._scaled_mm``
+    (CUDA, compute capability >= 8.9), with the layouts it requires (``a`` row-major, ``b``
+    column-major) and every dimension padded with zeros to a multiple of 16; ``fast_accum`` selects
+    Hopper's faster, less precise FP8 accumulation (ignored by the emulation)."""
     if emulate:
         with torch.autocast(a.device.type, enabled=False):  # float32 means float32 under autocast too
-            out = torch.matmul(a.float() * scale_a, b.float() * scale_b)
+            out = torch.matmul(a.float(), b.float()) * (scale_a.float() * scale_b.float())
         return out.to(out_dtype)
     m, n = a.shape[0], b.shape[1]
     rowwise = scale_a.numel() > 1 or scale_b.numel() > 1
@@ -180,7 +194,7 @@ def scaled_mm(a, b, scale_a, scale_b, out_dtype, emulate: bool):
         b = b.t().contiguous().t()
     # row-wise scaling kernels write bf16 only
     kernel_dtype = torch.bfloat16 if rowwise and out_dtype != torch.bfloat16 else out_dtype
-    out = torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=kernel_dtype)
+    out = torch._scaled_mm(a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=kernel_dtype, use_fast_accum=fast_accum)
     if isinstance(out, tuple):  # older torch returned (out, amax)
         out = out[0]
     out = out[:m, :n]

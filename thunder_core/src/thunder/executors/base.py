@@ -73,8 +73,13 @@ class OperatorExecutor(Executor):
         return checker is None or bool(checker(*bsym.args, **bsym.kwargs))
 
     def claim(self, bsym: BoundSymbol) -> BoundSymbol:
-        """``bsym`` bound to this executor's implementation."""
-        return bsym.with_symbol(self._implementations[bsym.sym.id][0])
+        """``bsym`` bound to this executor's implementation. The claimed symbol's ``side_effect``
+        and ``random`` tags carry over: fusion executors and dead-code elimination read them."""
+        exec_sym = self._implementations[bsym.sym.id][0]
+        missing = tuple(t for t in ("side_effect", "random") if t in bsym.sym.tags and t not in exec_sym.tags)
+        if missing:
+            exec_sym.tags = (*exec_sym.tags, *missing)
+        return bsym.with_symbol(exec_sym)
 
     def register_vjp(self, symbol_id: str, forward: Callable, backward: Callable, *,
                      checker: Callable | None = None) -> None:
