@@ -8,7 +8,10 @@ gives autodiff a forward that also keeps the kernel's state (log-sum-exp, RNG of
 backward that consumes it:
 
 - cuDNN attention for fp16/bf16 on Hopper and newer GPUs (with or without a mask): the fastest
-  there, and what torch.compile picks,
+  there, and what torch.compile picks; a mask broadcast over batch and heads (a causal mask
+  [1, 1, L, S]) is passed as it is where this torch's cuDNN attention broadcasts it (probed once),
+  since an expanded mask would be written out per head by Inductor (268 MB per call for 32 heads
+  at 2048 tokens),
 - flash attention (FlashAttention-2 in torch) for fp16/bf16 inputs without a mask elsewhere,
 - memory-efficient attention for the rest: masks (boolean masks become additive biases), float32,
 
@@ -33,8 +36,9 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
-    """"cpu_flash", "cudnn", "cudnn_gqa" (cuDNN taking grouped K/V heads as they are), "flash",
-    "efficient", or None (this call keeps Thunder's rule)."""
+    """"cpu_flash", "cudnn", "cudnn_gqa" (cuDNN taking grouped K/V heads as they are),
+    "cudnn_broadcast_mask" (cuDNN broadcasting the mask itself), "flash", "efficient", or None
+    (this call keeps Thunder's rule)."""
     tensors = (query, key, value)
     if not all(isinstance(t, TensorProxy) and t.ndim == 4 for t in tensors):
         return None
@@ -54,7 +58,11 @@ def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, s
     if query.dtype in _HALF and head_dim <= 128 and mask_ok and torch.backends.cuda.cudnn_sdp_enabled() \
             and _cudnn_available(query.device):
         grouped = query.shape[1] != key.shape[1] and attn_mask is None
-        return "cudnn_gqa" if grouped and _cudnn_takes_grouped_heads(query.device, query.dtype) else "cudnn"
+        if grouped and _cudnn_takes_grouped_heads(query.device, query.dtype):
+            return "cudnn_gqa"
+        if attn_mask is not None and _cudnn_broadcasts_mask(query.device, query.dtype):
+            return "cudnn_broadcast_mask"
+        return "cudnn"
     if attn_mask is None and query.dtype in _HALF and head_dim <= 256:
         return "flash"
     if head_dim <= 128 and mask_ok:
@@ -90,6 +98,29 @@ def _cudnn_takes_grouped_heads(device, dtype) -> bool:
         return False
 
 
+@functools.cache
+def _cudnn_broadcasts_mask(device, dtype) -> bool:
+    """Whether this torch's cuDNN attention (forward and backward) takes an additive mask of shape
+    [1, 1, L, S] for all batches and heads, with the results of the expanded mask: probed once.
+    Any failure means no (the mask is then expanded, as before)."""
+    try:
+        q, k, v = (torch.randn(2, 4, 64, 64, device=device, dtype=dtype) for _ in range(3))
+        bias = torch.randn(1, 1, 64, 64, device=device, dtype=dtype)
+
+        def run(mask):
+            out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_cudnn_attention(
+                q, k, v, mask, True, 0.0, False, False, scale=0.125)
+            grads = aten._scaled_dot_product_cudnn_attention_backward(
+                torch.ones_like(out), q, k, v, out, lse, seed, offset, mask, None, None, 64, 64, 0.0, False,
+                scale=0.125)
+            return (out, *grads)
+
+        as_is, expanded = run(bias), run(bias.expand(2, 4, 64, 64))
+        return all(torch.allclose(a.float(), b.float(), atol=1e-2, rtol=1e-2) for a, b in zip(as_is, expanded))
+    except Exception:  # noqa: BLE001 - a probe: whatever fails, the kernel does not take it
+        return False
+
+
 def _expand_heads(x, heads: int):
     return x if x.shape[1] == heads else x.repeat_interleave(heads // x.shape[1], dim=1)
 
@@ -101,14 +132,19 @@ def _sum_heads(g, heads: int):
     return g.unflatten(1, (heads, -1)).sum(2)
 
 
-def _bias(attn_mask, query, key):
-    """The additive bias the efficient kernel takes, padded so its last dim is 16-aligned."""
+def _bias(attn_mask, query, key, expand: bool = True):
+    """The additive bias the kernels take, expanded to [batch, heads, L, S] (or, ``expand=False``,
+    only given the four dimensions, for a kernel that broadcasts it), its last dim padded to 16."""
     if attn_mask is None:
         return None
     bias = attn_mask
     if bias.dtype == torch.bool:
         bias = torch.zeros(bias.shape, dtype=query.dtype, device=query.device).masked_fill_(~bias, float("-inf"))
-    bias = bias.to(query.dtype).expand(query.shape[0], query.shape[1], query.shape[2], key.shape[2])
+    bias = bias.to(query.dtype)
+    if expand:
+        bias = bias.expand(query.shape[0], query.shape[1], query.shape[2], key.shape[2])
+    else:
+        bias = bias.reshape((1,) * (4 - bias.ndim) + tuple(bias.shape))
     s = key.shape[2]
     if s % 16:
         bias = torch.nn.functional.pad(bias, (0, 16 - s % 16))[..., :s]
@@ -144,9 +180,10 @@ def forward_impl(kernel, query, key, value, attn_mask, is_causal, scale):
     if kernel == "flash":
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_flash_attention(
             q, k, v, 0.0, is_causal, False, scale=scale)
-    elif kernel in ("cudnn", "cudnn_gqa"):
+    elif kernel.startswith("cudnn"):
         out, lse, _, _, _, _, seed, offset, _ = aten._scaled_dot_product_cudnn_attention(
-            q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, False, scale=scale)
+            q, k, v, _bias(attn_mask, q, k, kernel != "cudnn_broadcast_mask"), True, 0.0, is_causal, False,
+            scale=scale)
     else:
         out, lse, seed, offset = aten._scaled_dot_product_efficient_attention(
             q, k, v, _bias(attn_mask, q, k), True, 0.0, is_causal, scale=scale)
@@ -165,10 +202,10 @@ def backward_impl(kernel, state, grad, query, key, value, attn_mask, is_causal, 
         gq, gk, gv = aten._scaled_dot_product_flash_attention_backward(
             grad, q, k, v, out, lse, None, None, q.shape[2], k.shape[2], 0.0, is_causal, seed, offset,
             scale=scale)
-    elif kernel in ("cudnn", "cudnn_gqa"):
+    elif kernel.startswith("cudnn"):
         gq, gk, gv = aten._scaled_dot_product_cudnn_attention_backward(
-            grad, q, k, v, out, lse, seed, offset, _bias(attn_mask, q, k), None, None, q.shape[2], k.shape[2],
-            0.0, is_causal, scale=scale)
+            grad, q, k, v, out, lse, seed, offset, _bias(attn_mask, q, k, kernel != "cudnn_broadcast_mask"),
+            None, None, q.shape[2], k.shape[2], 0.0, is_causal, scale=scale)
     else:
         gq, gk, gv, _ = aten._scaled_dot_product_efficient_attention_backward(
             grad, q, k, v, _bias(attn_mask, q, k), out, lse, seed, offset, 0.0, [True, True, True, False],
