@@ -47,3 +47,50 @@ def test_fused_attention_training_matches_eager_on_cpu(case, fused):
         line = next(ln for ln in forward.splitlines() if f"sdpa.attention_forward{gqa}(" in ln)
         assert line.lstrip().startswith("#") != bool(gqa)
         assert "torchcompile.torchcompile_0(" in forward and "torchcompile.torchcompile_0(" in backward
+
+
+# -- causal masks built by the program ---------------------------------------------------------------
+
+def _attention_with_mask(make_mask):
+    def attention(q, k, v):
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=make_mask(q.shape[-2], k.shape[-2]))
+    return attention
+
+
+def _hf_style_mask(L, S):
+    """How Hugging Face's sdpa_mask builds it: kv_idx <= q_idx over two ranges, batch-expanded."""
+    q_idx = torch.arange(0, L)
+    kv_idx = torch.arange(S)
+    kv_idx += 0
+    return (kv_idx.reshape(1, 1, 1, S) <= q_idx[None, None, :, None]).expand(2, 1, L, S)
+
+
+@pytest.mark.parametrize("case", ["hf_style", "ge", "shifted", "stale_view", "non_square", "strict"])
+def test_causal_mask_built_by_the_program(case):
+    """A mask provably equal to the causal mask becomes ``is_causal=True``; anything else stays a mask."""
+    def stale_view(L, S):
+        kv = torch.arange(S)
+        row = kv.view(1, S)
+        kv += 1  # the view sees the change: the mask is no longer causal
+        return row <= torch.arange(L)[:, None]
+
+    makers = {
+        "hf_style": _hf_style_mask,
+        "ge": lambda L, S: torch.arange(L).unsqueeze(-1) >= torch.arange(S).unsqueeze(0),
+        "shifted": lambda L, S: torch.arange(1, S + 1)[None, :] <= torch.arange(L)[:, None],
+        "stale_view": stale_view,
+        "non_square": lambda L, S: torch.arange(S)[None, :] <= torch.arange(L)[:, None],
+        "strict": lambda L, S: torch.arange(S)[None, :] < torch.arange(L)[:, None] + 1,
+    }
+    attention = _attention_with_mask(makers[case])
+    L, S = 8, 12 if case == "non_square" else 8
+    q = torch.randn(2, 4, L, 16, requires_grad=True)
+    k, v = (torch.randn(2, 4, S, 16, requires_grad=True) for _ in range(2))
+    compiled = thunder.compile(attention)
+    expected = torch.autograd.grad(attention(q, k, v).sum(), (q, k, v))
+    actual = torch.autograd.grad(compiled(q, k, v).sum(), (q, k, v))
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(compiled(q, k, v), attention(q, k, v), atol=1e-5, rtol=1e-5)
+    rewritten = any(t.stage == "causal masks given as is_causal" for t in thunder.last_traces(compiled))
+    assert rewritten == (case in ("hf_style", "ge"))

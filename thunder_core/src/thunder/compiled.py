@@ -27,6 +27,7 @@ from thunder.executors.claim import claim_operators, fuse_regions
 from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
 from thunder.transforms.autodiff import needs_grad, split_for_training, training_callable, without_grad_mode_changes
+from thunder.transforms.causal_mask import use_causal_flag
 from thunder.transforms.checkpoint import checkpointed_forwards
 from thunder.transforms.cse import cse
 from thunder.transforms.dce import dce
@@ -192,6 +193,8 @@ class CompiledFunction:
         trace = dce(trace)
         traces.append(trace)
         trace = cse(trace)
+        traces.append(trace)
+        trace = use_causal_flag(trace)
         traces.append(trace)
         # None: no gradient needed, or eager autograd's fallback
         split = split_for_training(trace, self.executors_for(trace))
