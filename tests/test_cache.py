@@ -5,6 +5,7 @@ import types
 import pytest
 import thunder
 import torch
+from thunder.acquire.prologue import _tensor_guards
 from torch import nn
 
 SCALE = 2.0
@@ -315,3 +316,31 @@ def test_tensors_in_module_containers_are_inputs_not_constants():
     model.rows.append(torch.ones(1, 4))  # a new structure: a new trace
     torch.testing.assert_close(compiled(x), model(x), rtol=0, atol=0)
     assert thunder.cache_misses(compiled) == 2
+
+
+def test_many_tensor_inputs_checked_together_miss_and_hit_like_one_by_one():
+    """With several tensor inputs the prologue checks their metadata in one call (torch's C++
+    guard, backed by the Python checks): the same misses and hits as checking them one by one."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    tm = thunder.compile(model)
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(tm(x), model(x))
+    if _tensor_guards([x]) is not None:  # this torch has the C++ guard: the prologue uses it
+        assert "_guard_tensors" in tm._thunder_compiled.last_entry.prologue.fn.__globals__
+    # strides are free: a transposed copy with the same shape hits; so does a Parameter given as input
+    xt = torch.randn(4, 3).t()
+    torch.testing.assert_close(tm(xt), model(xt))
+    torch.testing.assert_close(tm(nn.Parameter(x, requires_grad=False)), model(x))
+    assert thunder.cache_misses(tm) == 1
+    model[2].weight.requires_grad_(False)  # the same parameter object, another requires_grad
+    out = tm(x)
+    assert thunder.cache_misses(tm) == 2
+    out.sum().backward()
+    assert model[2].weight.grad is None and model[0].weight.grad is not None
+    model.double()  # the same parameter objects, another dtype
+    torch.testing.assert_close(tm(x.double()), model(x.double()))
+    assert thunder.cache_misses(tm) == 3
+    model[4].weight = nn.Parameter(torch.randn(2, 8, dtype=torch.float64))
+    torch.testing.assert_close(tm(x.double()), model(x.double()))
+    model[4] = nn.Linear(8, 5).double()  # another output shape
+    assert tm(x.double()).shape == (3, 5)

@@ -17,6 +17,11 @@ cell. ``PrologueBuilder`` turns those locations into a straight-line Python func
 It returns the computation's inputs, or None when anything the trace depended on differs (a
 tensor's shape/dtype/device/requires_grad, a Python value, an object's type). An exception while
 fetching also means "does not apply". The prologue is the cache key: see ``thunder.compiled``.
+
+The function that runs is a compacted form of the printed one (``_compact``), in which the
+metadata checks of the tensor inputs become one call of torch's C++ tensor guard (the one
+torch.compile's guards use), several times faster than the Python checks for a model's hundreds
+of parameters; where that guard rejects, the Python checks decide, so it never changes a result.
 """
 
 from __future__ import annotations
@@ -104,6 +109,7 @@ class PrologueBuilder:
         self.constants: dict[str, object] = {"_Tensor": _TENSOR_BASE, "_tree_flatten": tree_flatten,
                                              "_is_grad_enabled": torch.is_grad_enabled}
         self._constant_ids: dict[object, str] = {}
+        self._tensor_checks: dict[str, tuple[str, torch.Tensor]] = {}  # check line -> (name, example)
         self._nodes: dict[int, _Node] = {}
         self._observed: set[tuple] = set()
         self._n_vars = 0
@@ -217,10 +223,11 @@ class PrologueBuilder:
         source = self.expr(location) if location is not None else self.constant(value)
         n = proxy.name
         self.lines.append(f"{n} = {source}")
-        self.lines.append(
-            f"if not (isinstance({n}, _Tensor) and {n}.shape == {tuple(value.shape)!r} and "
-            f"{n}.dtype is {self.constant(value.dtype)} and {n}.device == {self.constant(value.device)} and "
-            f"{n}.requires_grad is {value.requires_grad}): return None")
+        check = (f"isinstance({n}, _Tensor) and {n}.shape == {tuple(value.shape)!r} and "
+                 f"{n}.dtype is {self.constant(value.dtype)} and {n}.device == {self.constant(value.device)} and "
+                 f"{n}.requires_grad is {value.requires_grad}")
+        self.lines.append(f"if not ({check}): return None")
+        self._tensor_checks[self.lines[-1]] = (n, value, check)
 
     def grad_mode_guard(self, enabled: bool) -> None:
         """Traces record whether their outputs need gradients, so grad mode is part of the key."""
@@ -290,12 +297,40 @@ class PrologueBuilder:
         def source(lines):
             return "\n".join(["def prologue(args, kwargs, module):", *(f"  {line}" for line in lines), ret]) + "\n"
 
-        compact = source(_compact(self.lines))
+        namespace = dict(self.constants)
+        compact = source(_compact(self._batch_tensor_checks(namespace)))
         filename = f"<thunder prologue {id(self)}>"
         linecache.cache[filename] = (len(compact), None, compact.splitlines(True), filename)
-        namespace = dict(self.constants)
         exec(compile(compact, filename, "exec"), namespace)
         return Prologue(source(self.lines), namespace["prologue"], dict(self.constants))
+
+    def _batch_tensor_checks(self, namespace: dict) -> list[str]:
+        """The lines to run: the tensor checks replaced by one C++ guard over all tensors (after
+        they are fetched, before the prologue returns), backed by the same checks in Python."""
+        checks = self._tensor_checks
+        guards = _tensor_guards([value for _, value, _ in checks.values()]) if len(checks) >= 4 else None
+        if guards is None:
+            return self.lines
+        names = ", ".join(name for name, _, _ in checks.values())
+        python = "def _python_tensor_checks({}):\n  return {}\n".format(
+            names, " and ".join(f"({check})" for _, _, check in checks.values()))
+        exec(python, namespace)
+        namespace["_guard_tensors"] = guards.check
+        lines = [line for line in self.lines if line not in checks]
+        return [*lines, f"if not (_guard_tensors({names}) or _python_tensor_checks({names})): return None"]
+
+
+def _tensor_guards(examples: list):
+    """torch's C++ check of tensors' dtype, device, shape, requires_grad (and dispatch keys, type)
+    against ``examples``, strides left free; None where this torch has no such guard."""
+    try:
+        from torch._C._dynamo.guards import TensorGuards
+
+        guards = TensorGuards(*examples, dynamic_dims_sizes=[list(t.shape) for t in examples],
+                              dynamic_dims_strides=[[None] * t.ndim for t in examples])
+        return guards if guards.check(*examples) else None
+    except Exception:  # noqa: BLE001 - a private API: any difference means the Python checks only
+        return None
 
 
 _LOCAL = re.compile(r"^(o\d+) = (.+)$")
