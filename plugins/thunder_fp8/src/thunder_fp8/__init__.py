@@ -25,7 +25,7 @@ class FP8:
 
     recipe:       "tensorwise" (dynamic per-tensor, default), "delayed" (amax history, state in the
                   ``fp8_amax_history`` buffer of each layer) or "rowwise"
-    emulate:      quantize-dequantize with the same scaling and multiply in float32 instead of
+    emulate:      quantize with the same scaling and multiply the FP8 values in float32 instead of
                   ``torch._scaled_mm``: runs anywhere (CPU tests); without it, devices without FP8
                   support are an error when the program is compiled
     history_len, margin:  delayed scaling's amax history length and ``2**-margin`` headroom
