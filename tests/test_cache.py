@@ -318,9 +318,9 @@ def test_tensors_in_module_containers_are_inputs_not_constants():
     assert thunder.cache_misses(compiled) == 2
 
 
-def test_many_tensor_inputs_checked_together_miss_and_hit_like_one_by_one():
-    """With several tensor inputs the prologue checks their metadata in one call (torch's C++
-    guard, backed by the Python checks): the same misses and hits as checking them one by one."""
+def test_parameters_checked_together_miss_and_hit_like_one_by_one():
+    """The prologue checks the parameters' metadata in one call (torch's C++ guard, backed by the
+    Python checks): the same misses and hits as checking them one by one."""
     model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
     tm = thunder.compile(model)
     x = torch.randn(3, 4)

@@ -19,9 +19,9 @@ tensor's shape/dtype/device/requires_grad, a Python value, an object's type). An
 fetching also means "does not apply". The prologue is the cache key: see ``thunder.compiled``.
 
 The function that runs is a compacted form of the printed one (``_compact``), in which the
-metadata checks of the tensor inputs become one call of torch's C++ tensor guard (the one
-torch.compile's guards use), several times faster than the Python checks for a model's hundreds
-of parameters; where that guard rejects, the Python checks decide, so it never changes a result.
+metadata checks of the tensors held by objects (a model's hundreds of parameters) become one call
+of torch's C++ tensor guard (the one torch.compile's guards use), several times faster than the
+Python checks; where that guard rejects, the Python checks decide, so it never changes a result.
 """
 
 from __future__ import annotations
@@ -138,6 +138,12 @@ class PrologueBuilder:
                 self.lines.append(f"if type({node.var}) is not {self.constant(type(node.obj))}: return None")
         return node.var
 
+    def _root(self, key) -> str:
+        """The name a located object is reached from (``args``, ``module``, a constant)."""
+        while not isinstance(key, str):
+            key = self._nodes[key].parent
+        return key
+
     def expr(self, location) -> str:
         parent, accessor = location
         return f"{self._var(parent)}{accessor}"
@@ -227,7 +233,11 @@ class PrologueBuilder:
                  f"{n}.dtype is {self.constant(value.dtype)} and {n}.device == {self.constant(value.device)} and "
                  f"{n}.requires_grad is {value.requires_grad}")
         self.lines.append(f"if not ({check}): return None")
-        self._tensor_checks[self.lines[-1]] = (n, value, check)
+        if location is not None and self._root(location[0]) not in ("args", "kwargs", "_leaves"):
+            # parameters and other tensors held by objects: checked together at the end. Tensors
+            # reached from the call's arguments are checked where they are fetched, so a call
+            # that differs there (a cache entry for another length) is rejected early
+            self._tensor_checks[self.lines[-1]] = (n, value, check)
 
     def grad_mode_guard(self, enabled: bool) -> None:
         """Traces record whether their outputs need gradients, so grad mode is part of the key."""
