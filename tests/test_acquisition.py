@@ -381,3 +381,22 @@ def test_tensors_made_outside_torch_reach_opaque_ops_in_containers():
     x = torch.tensor([0.5, 1.5, 2.5, 3.5, 4.5])
     for actual, expected in zip(thunder.compile(f)(x), f(x)):
         torch.testing.assert_close(actual, expected)
+
+
+@torch.jit.script
+def _scripted_scale(x: torch.Tensor, factor: float) -> torch.Tensor:
+    return torch.sqrt(torch.tensor(x.size(-1), dtype=torch.float) * factor)
+
+
+def test_torchscript_functions_are_interpreted_from_their_python_source():
+    """A @torch.jit.script helper (DeBERTa-v2 has them) receives proxies: Thunder interprets the
+    Python function it was made from instead of calling TorchScript with them."""
+    def f(x):
+        return x / _scripted_scale(x, 2.0)
+
+    cf = thunder.compile(f)
+    x = torch.randn(3, 8, requires_grad=True)
+    torch.testing.assert_close(cf(x), f(x))
+    (g,) = torch.autograd.grad(cf(x).sum(), [x])
+    (expected,) = torch.autograd.grad(f(x).sum(), [x])
+    torch.testing.assert_close(g, expected)

@@ -118,3 +118,34 @@ def test_device_moves_are_operations_of_the_program():
             torch.testing.assert_close(actual, expected)
     trace = str(thunder.last_traces(compiled)[-1])
     assert "meta f32[3, 4]" in trace and "torch.device('cpu')\n" not in trace
+
+
+def test_math_on_python_numbers_gives_tensors_whose_values_python_may_use():
+    """torch functions on Python numbers return tensors, as in eager; their values come from
+    constants, so code may use them as sizes or in branches (Longformer's chunking does)."""
+    def f(x, seq_len: int):
+        chunks = torch.div(seq_len, 4, rounding_mode="trunc")
+        fewer = chunks - 1
+        if fewer > 0:
+            x = x * 2
+        return x.view(x.size(0), chunks, 4), torch.div(7, 2), torch.add(1.5, 2), torch.zeros(int(fewer) + 1)
+
+    cf = thunder.compile(f)
+    x = torch.randn(2, 8)
+    for seq_len, xs in ((8, x), (4, torch.randn(2, 4))):
+        for actual, expected in zip(cf(xs, seq_len), f(xs, seq_len)):
+            assert actual.dtype == expected.dtype
+            torch.testing.assert_close(actual, expected)
+    # a tensor computed from the program's inputs still has no value while tracing
+    with pytest.raises(thunder.DataDependentError, match="values are not known while tracing"):
+        thunder.compile(lambda t: t.view(t.sum().long(), -1))(torch.ones(2, 2))
+
+
+def test_size_given_by_keyword_to_factories_and_new_methods():
+    def f(x):
+        return x.new_ones(size=x.size()) + torch.zeros(size=(2, 3)), torch.ones(size=[3]), x.new_zeros(size=(2,))
+
+    cf = thunder.compile(f)
+    x = torch.randn(2, 3)
+    for actual, expected in zip(cf(x), f(x)):
+        torch.testing.assert_close(actual, expected)

@@ -179,6 +179,9 @@ class AcquisitionHooks(InterpreterHooks):
         replacement = self.plugin_lookasides.get(fn)
         if replacement is not None:
             return replacement
+        if type(fn) is torch.jit.ScriptFunction and getattr(fn, "_torchdynamo_inline", None) is not None:
+            # a @torch.jit.script function (DeBERTa's helpers): its Python source is interpreted
+            return lambda *args, **kwargs: interpret(fn._torchdynamo_inline, args, kwargs, self)
         if not _is_hashable(fn):
             return None
         special = _SPECIAL_LOOKASIDES.get(fn)

@@ -27,6 +27,9 @@ TORCH_FUNCTION_HANDLER: list = [None]
 # hook set by thunder.torch: (op name, symbol, args, kwargs) -> (args, kwargs) with arguments given by
 # torch's parameter names moved to their positions
 KEYWORDS_HANDLER: list = [None]
+# hook set by thunder.torch: (torch callable, args, kwargs, result) -> None, giving ``result`` its
+# value when it is elementwise math on constants (see ``TensorProxy.value``)
+CONSTANT_VALUE_HANDLER: list = [None]
 
 _SHORT_DTYPE = {
     torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16",
@@ -52,9 +55,12 @@ class Proxy:
 
 
 class TensorProxy(Proxy):
-    """A tensor in a trace: its name and metadata, no data."""
+    """A tensor in a trace: its name and metadata, no data. ``value`` is the real 0-d tensor it
+    holds when it is elementwise math on constants only (``torch.div(seq_len, 2) - 1`` with
+    ``seq_len`` a guarded Python int): Python code may use such a value (as a size, in a branch)
+    like eager does; every other tensor's value is unknown while tracing."""
 
-    __slots__ = ("shape", "dtype", "device", "requires_grad")
+    __slots__ = ("shape", "dtype", "device", "requires_grad", "value")
 
     def __init__(self, shape, dtype: torch.dtype, device, requires_grad: bool = False,
                  name: str | None = None):
@@ -63,6 +69,7 @@ class TensorProxy(Proxy):
         self.dtype = dtype
         self.device = torch.device(device)
         self.requires_grad = bool(requires_grad) and (dtype.is_floating_point or dtype.is_complex)
+        self.value = None
 
     @staticmethod
     def like(t: torch.Tensor, name: str | None = None) -> TensorProxy:
@@ -126,7 +133,9 @@ class TensorProxy(Proxy):
             raise TypeError("len() of a 0-d tensor")
         return self.shape[0]
 
-    def __bool__(self):
+    def _known_value(self):
+        if self.value is not None:
+            return self.value
         from thunder.core.errors import DataDependentError
 
         raise DataDependentError(
@@ -135,10 +144,17 @@ class TensorProxy(Proxy):
             "Express the choice with tensor ops (e.g. torch.where), or move it out of the compiled "
             "function.")
 
-    def __index__(self):
-        return self.__bool__()
+    def __bool__(self):
+        return bool(self._known_value())
 
-    __int__ = __float__ = __index__
+    def __index__(self):
+        return self._known_value().__index__()
+
+    def __int__(self):
+        return int(self._known_value())
+
+    def __float__(self):
+        return float(self._known_value())
 
     def __iter__(self):
         if not self.shape:
@@ -175,7 +191,10 @@ def _forward(name: str):
         impl = TENSOR_METHODS.get(name)
         if impl is None:  # an operator without a torch-language definition: opaque
             return TORCH_FUNCTION_HANDLER[0](getattr(torch.Tensor, name), (self, *args), kwargs)
-        return impl(self, *args, **kwargs)
+        result = impl(self, *args, **kwargs)
+        if self.value is not None:
+            CONSTANT_VALUE_HANDLER[0](getattr(torch.Tensor, name), (self, *args), kwargs, result)
+        return result
 
     method.__name__ = name
     return method

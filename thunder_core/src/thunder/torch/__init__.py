@@ -12,7 +12,7 @@ import functools
 import inspect
 
 import torch
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from thunder.core import proxies
 from thunder.torch import creation, elementwise, nn, opaque, random, reduction, shape  # noqa: F401  (registers)
@@ -33,27 +33,35 @@ def dispatch(fn, args, kwargs):
         return opaque_call(fn, args, kwargs)
     if kwargs:
         args, kwargs = torch_keywords_by_position(getattr(fn, "__name__", ""), target, args, kwargs)
-    return target(*args, **kwargs)
+    result = target(*args, **kwargs)
+    constant_value(fn, args, kwargs, result)
+    return result
 
 
 @functools.lru_cache(maxsize=None)
-def _parameters(target) -> tuple[list[str], set[str], bool]:
+def _parameters(target) -> tuple[list[str], set[str], bool, str | None]:
     """A symbol's definition (or an adapter): its positional parameter names, all its parameter
-    names, and whether it takes ``**kwargs``."""
+    names, whether it takes ``**kwargs``, and the name of its ``*args`` parameter (if any)."""
     fn = getattr(target, "fn", target)
     try:
         params = inspect.signature(fn).parameters.values()
     except (TypeError, ValueError):
-        return [], set(), True
+        return [], set(), True, None
     positional = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return positional, {p.name for p in params}, any(p.kind is p.VAR_KEYWORD for p in params)
+    var_positional = next((p.name for p in params if p.kind is p.VAR_POSITIONAL), None)
+    return positional, {p.name for p in params}, any(p.kind is p.VAR_KEYWORD for p in params), var_positional
 
 
 def torch_keywords_by_position(name: str, target, args, kwargs):
     """Arguments the caller passed by torch's own parameter names (``baddbmm(batch1=q, batch2=k)``)
     where the definition names them differently: moved to their positions, which torch's operator
-    schema gives. Keywords the definition knows are left alone."""
-    names, known, var_keyword = _parameters(target)
+    schema gives. A keyword naming the definition's ``*size`` parameter (``x.new_ones(size=s)``,
+    ``torch.zeros(size=s)``) becomes the last positional argument. Keywords the definition knows
+    are left alone."""
+    names, known, var_keyword, var_positional = _parameters(target)
+    if var_positional is not None and var_positional in kwargs and len(args) == len(names):
+        kwargs = dict(kwargs)
+        args = (*args, kwargs.pop(var_positional))
     unknown = [k for k in kwargs if k not in known]
     if not unknown or var_keyword:
         return args, kwargs
@@ -105,6 +113,32 @@ def _is_state_query(fn, args, kwargs) -> bool:
 _VALUE_TYPES = {torch.device, torch.Size, torch.finfo, torch.iinfo}
 
 
+def constant_value(fn, args, kwargs, result) -> None:
+    """Gives ``result`` its value (``TensorProxy.value``) when ``fn`` is elementwise math whose
+    operands are all Python numbers (given or guarded) or tensors with known values and the result
+    is a scalar:
+    computed like eager would, from constants the prologue guards, so Python code may use it as a
+    size or in a branch (``view(n, torch.div(seq_len, w, rounding_mode="trunc"))``)."""
+    if not isinstance(result, proxies.TensorProxy) or result.ndim != 0:
+        return
+    target = _symbol_for(fn)
+    if getattr(getattr(target, "fn", None), "__module__", None) != elementwise.__name__:
+        return
+    flat, spec = tree_flatten((args, kwargs))
+    values = []
+    for x in flat:
+        if isinstance(x, proxies.TensorProxy) and x.value is not None:
+            values.append(x.value)
+        elif isinstance(x, proxies.NumberProxy):  # the prologue guards its value
+            values.append(x.value)
+        elif type(x) in (int, float, bool, str, type(None), torch.dtype):
+            values.append(x)
+        else:
+            return
+    real_args, real_kwargs = tree_unflatten(values, spec)
+    result.value = fn(*real_args, **real_kwargs)
+
+
 def _has_proxy(args, kwargs) -> bool:
     return any(isinstance(x, proxies.Proxy) for x in tree_flatten((args, kwargs))[0])
 
@@ -142,3 +176,4 @@ _TORCH_C_OP_MODULES = {"torch._C._nn", "torch._C._fft", "torch._C._linalg", "tor
 
 proxies.TORCH_FUNCTION_HANDLER[0] = dispatch
 proxies.KEYWORDS_HANDLER[0] = torch_keywords_by_position
+proxies.CONSTANT_VALUE_HANDLER[0] = constant_value

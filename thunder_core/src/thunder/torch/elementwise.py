@@ -28,7 +28,18 @@ def _unary(prim, a, *, float_only: bool = False):
     return to_dtype(prim(to_dtype(a, compute)), dtype)
 
 
+def _number_as_tensor(a, b):
+    """Two numbers given to a torch function (``torch.div(seq_len, window, rounding_mode="trunc")``):
+    eager computes on a 0-d CPU tensor holding the first, and so does the trace."""
+    if isinstance(a, TensorProxy) or isinstance(b, TensorProxy):
+        return a
+    value = pyval(a)
+    dtype = {bool: torch.bool, int: torch.int64, complex: torch.complex64}.get(type(value), torch.get_default_dtype())
+    return prims.full((), a, dtype, torch.device("cpu"))
+
+
 def _binary(prim, a, b, *, float_only: bool = False):
+    a = _number_as_tensor(a, b)
     dtype = result_dtype(a, b)
     if float_only and not _is_float(dtype):
         dtype = torch.get_default_dtype()
