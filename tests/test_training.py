@@ -366,6 +366,29 @@ def test_fusion_regions_leave_draws_and_generator_state_to_eager_kernels():
     assert "torchcompile" in final and "get_rng_state()" in final
 
 
+def test_layer_drop_test_decided_by_the_draws_range_keeps_eagers_random_stream():
+    """Hugging Face's layer drop: ``if torch.rand([]) < layerdrop: skip``. With layer drop off the
+    branch is decided while tracing (a draw from [0, 1) is never below 0), the draw still advances
+    the generator, and the dropout masks after it are eager's. A real layer drop stays an error."""
+    def f(x, layerdrop: float):
+        for _ in range(2):
+            if torch.rand([]) < layerdrop:
+                continue
+            x = F.dropout(x.sin(), 0.3)
+        torch.rand(5)  # drawn and never used: the generator still moves on
+        return F.dropout(x, 0.5)
+
+    compiled = thunder.compile(f)
+    x = torch.randn(4, 8)
+    torch.manual_seed(3)
+    actual = compiled(x, 0.0)
+    torch.manual_seed(3)
+    expected = f(x, 0.0)
+    torch.testing.assert_close(actual, expected)
+    with pytest.raises(thunder.DataDependentError, match="values are not known while tracing"):
+        compiled(x, 0.2)
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 def test_rematerialization_saves_less_than_all_intermediates():

@@ -56,11 +56,14 @@ class Proxy:
 
 class TensorProxy(Proxy):
     """A tensor in a trace: its name and metadata, no data. ``value`` is the real 0-d tensor it
-    holds when it is elementwise math on constants only (``torch.div(seq_len, 2) - 1`` with
-    ``seq_len`` a guarded Python int): Python code may use such a value (as a size, in a branch)
-    like eager does; every other tensor's value is unknown while tracing."""
+    holds when that is known while tracing: elementwise math on constants only
+    (``torch.div(seq_len, 2) - 1`` with ``seq_len`` a guarded Python int), or a comparison whose
+    outcome the range of a random draw decides (``torch.rand([]) < 0.0``: a layer-drop test with
+    layer drop off). Python code may use such a value (as a size, in a branch) like eager does;
+    every other tensor's value is unknown while tracing. ``interval`` is ``(low, high)`` for a
+    scalar drawn uniformly from ``[low, high)``."""
 
-    __slots__ = ("shape", "dtype", "device", "requires_grad", "value")
+    __slots__ = ("shape", "dtype", "device", "requires_grad", "value", "interval")
 
     def __init__(self, shape, dtype: torch.dtype, device, requires_grad: bool = False,
                  name: str | None = None):
@@ -70,6 +73,7 @@ class TensorProxy(Proxy):
         self.device = torch.device(device)
         self.requires_grad = bool(requires_grad) and (dtype.is_floating_point or dtype.is_complex)
         self.value = None
+        self.interval = None
 
     @staticmethod
     def like(t: torch.Tensor, name: str | None = None) -> TensorProxy:
@@ -192,7 +196,7 @@ def _forward(name: str):
         if impl is None:  # an operator without a torch-language definition: opaque
             return TORCH_FUNCTION_HANDLER[0](getattr(torch.Tensor, name), (self, *args), kwargs)
         result = impl(self, *args, **kwargs)
-        if self.value is not None:
+        if self.value is not None or self.interval is not None:
             CONSTANT_VALUE_HANDLER[0](getattr(torch.Tensor, name), (self, *args), kwargs, result)
         return result
 

@@ -121,6 +121,13 @@ def constant_value(fn, args, kwargs, result) -> None:
     size or in a branch (``view(n, torch.div(seq_len, w, rounding_mode="trunc"))``)."""
     if not isinstance(result, proxies.TensorProxy) or result.ndim != 0:
         return
+    if fn in (torch.rand, torch.rand_like):
+        result.interval = (0.0, 1.0)
+        return
+    decided = _decided_by_interval(fn, args)
+    if decided is not None:
+        result.value = torch.tensor(decided)
+        return
     target = _symbol_for(fn)
     if getattr(getattr(target, "fn", None), "__module__", None) != elementwise.__name__:
         return
@@ -137,6 +144,24 @@ def constant_value(fn, args, kwargs, result) -> None:
             return
     real_args, real_kwargs = tree_unflatten(values, spec)
     result.value = fn(*real_args, **real_kwargs)
+
+
+def _decided_by_interval(fn, args) -> bool | None:
+    """The outcome of ``x < c`` (``<=``, ``>``, ``>=``) for ``x`` drawn from ``[low, high)`` and a
+    number ``c`` outside that range, or None."""
+    op = getattr(fn, "__name__", "").strip("_")
+    if op not in ("lt", "le", "gt", "ge") or len(args) != 2:
+        return None
+    x, c = args
+    c = c.value if isinstance(c, proxies.NumberProxy) else c
+    if not isinstance(x, proxies.TensorProxy) or x.interval is None or type(c) not in (int, float):
+        return None
+    low, high = x.interval
+    if c >= high:
+        return op in ("lt", "le")
+    if c < low or (c == low and op in ("lt", "ge")):
+        return op in ("gt", "ge")
+    return None
 
 
 def _has_proxy(args, kwargs) -> bool:

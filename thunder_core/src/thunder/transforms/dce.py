@@ -2,9 +2,12 @@
 
 A bound symbol with a side effect is always kept: one with no proxy outputs (``__setitem__``,
 grad-mode changes), one that returns one of its inputs (in-place ops), or one whose symbol is
-tagged ``side_effect``. A torch-language call that returns its input unchanged (``x.to(x.dtype)``,
-``contiguous()`` of a contiguous tensor, a full slice) computes nothing and is dropped: left in,
-it would look like an in-place op and split fusion regions.
+tagged ``side_effect``. So is a random draw whose value nothing uses (a layer-drop test decided
+while tracing): it advances the generator, and later draws must see the state eager leaves.
+
+A torch-language call that returns its input unchanged (``x.to(x.dtype)``, ``contiguous()`` of a
+contiguous tensor, a full slice) computes nothing and is dropped: left in, it would look like an
+in-place op and split fusion regions.
 """
 
 from __future__ import annotations
@@ -34,13 +37,17 @@ def is_identity(bsym: BoundSymbol) -> bool:
     return bool(outputs) and all(id(o) in inputs for o in outputs)
 
 
+def _draws(bsym: BoundSymbol) -> bool:
+    return any("random" in b.sym.tags for b in bsym.walk())
+
+
 def dce(trace: Trace) -> Trace:
     needed = {p.name for p in tree_flatten(trace.output)[0] if isinstance(p, Proxy)}
     kept: list[BoundSymbol] = []
     for bsym in reversed(trace.bound_symbols):
         if is_identity(bsym):
             continue
-        if has_side_effect(bsym) or any(o.name in needed for o in bsym.flat_proxy_outputs()):
+        if has_side_effect(bsym) or any(o.name in needed for o in bsym.flat_proxy_outputs()) or _draws(bsym):
             kept.append(bsym)
             needed.update(p.name for p in bsym.flat_proxy_args())
     if len(kept) == len(trace.bound_symbols):
