@@ -14,4 +14,9 @@ class UnsupportedOpError(AcquisitionError, NotImplementedError):
 
 class DataDependentError(AcquisitionError):
     """The program needs a tensor's value (Python control flow on it, ``.item()``, output shapes
-    that depend on values) while it is being traced."""
+    that depend on values) while it is being traced. Every message ends with the opt-in that
+    makes such programs run."""
+
+    def __str__(self) -> str:
+        return (f"{super().__str__().rstrip('.')}. To run calls that need tensor values eagerly instead (with a "
+                f"warning), compile with thunder.compile(..., fallback=\"eager\").")
