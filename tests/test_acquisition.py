@@ -400,3 +400,41 @@ def test_torchscript_functions_are_interpreted_from_their_python_source():
     (g,) = torch.autograd.grad(cf(x).sum(), [x])
     (expected,) = torch.autograd.grad(f(x).sum(), [x])
     torch.testing.assert_close(g, expected)
+
+
+def test_functional_call_swaps_parameters_in_and_back_without_touching_the_module():
+    """torch.func.functional_call stores the given tensors into the module's ``_parameters`` and
+    puts the originals back: the compiled call matches eager and leaves the module as it was."""
+    lin = nn.Linear(3, 2)
+    weight = lin.weight
+
+    def f(x, w):
+        return torch.func.functional_call(lin, {"weight": w * 2, "bias": torch.zeros(2)}, (x,)) + lin(x)
+
+    x, w = torch.randn(4, 3), torch.randn(2, 3, requires_grad=True)
+    cf = thunder.compile(f)
+    actual = cf(x, w)
+    assert lin._parameters["weight"] is weight and isinstance(lin.bias, nn.Parameter)
+    torch.testing.assert_close(actual, f(x, w))
+    (g,) = torch.autograd.grad(cf(x, w).sum(), [w])
+    (expected,) = torch.autograd.grad(f(x, w).sum(), [w])
+    torch.testing.assert_close(g, expected)
+
+
+def test_lasting_item_store_of_a_traced_value_is_a_clear_error_and_python_values_stay():
+    cache = {}
+
+    def keeps_a_tensor(x):
+        cache["last"] = x * 2
+        return x + 1
+
+    with pytest.raises(thunder.UnsupportedOpError, match=r"stores a traced value into .*\['last'\]"):
+        thunder.compile(keeps_a_tensor)(torch.ones(2))
+    assert "last" not in cache  # nothing traced was left behind
+
+    def counts(x):
+        cache["calls"] = cache.get("calls", 0) + 1
+        return x * cache["calls"]
+
+    torch.testing.assert_close(thunder.compile(counts)(torch.ones(2)), torch.ones(2))
+    assert cache["calls"] == 1

@@ -582,3 +582,24 @@ def test_recurrent_modules_train_like_eager(cell):
     for actual, expected in zip(results[1], results[0]):
         torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-4)
     assert thunder.cache_misses(compiled) == 1
+
+
+@pytest.mark.parametrize("case", ["mul_by_1j", "complex_product", "division", "exp", "abs", "rfft_magnitude"])
+def test_gradients_through_complex_values_match_eager(case):
+    """Gradients of complex functions follow PyTorch's convention (conjugated derivatives)."""
+    def z(a):
+        return torch.complex(a, a * 2)
+
+    fns = {
+        "mul_by_1j": lambda a: torch.view_as_real(z(a) * 1j),
+        "complex_product": lambda a: torch.view_as_real(z(a) * torch.complex(a.sin(), a)),
+        "division": lambda a: torch.view_as_real(z(a) / torch.complex(a + 3, -a)),
+        "exp": lambda a: torch.view_as_real(z(a).exp()),
+        "abs": lambda a: z(a).abs(),
+        "rfft_magnitude": lambda a: torch.fft.rfft(a).abs(),
+    }
+    f = fns[case]
+    a = torch.randn(4, 8, requires_grad=True)
+    (actual,) = torch.autograd.grad(thunder.compile(f)(a).pow(2).sum(), [a])
+    (expected,) = torch.autograd.grad(f(a).pow(2).sum(), [a])
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)

@@ -62,6 +62,9 @@ class AcquisitionHooks(InterpreterHooks):
         # attribute stores to objects that outlive the call: (id(obj), name) -> (obj, name, value),
         # in the order of their last store; replayed by the epilogue, seen by later reads
         self.stores: dict[tuple, tuple] = {}
+        # item stores into dicts and lists that outlive the call: (id, key) -> (container, key,
+        # value before the program's first store); see ``settle_item_stores``
+        self.item_journal: dict[tuple, tuple] = {}
         self.autocast = AutocastState()
         self.autocast_lookasides = self.autocast.lookasides()
         self.sharp_edges = sharp_edges
@@ -149,6 +152,48 @@ class AcquisitionHooks(InterpreterHooks):
             raise AttributeError(name)
         self.stores.pop(key, None)
         self.stores[key] = (obj, name, _DELETED)
+
+    def store_item(self, container, key, value) -> None:
+        self._journal(container, key)
+        container[key] = value
+
+    def delete_item(self, container, key) -> None:
+        self._journal(container, key)
+        del container[key]
+
+    def _journal(self, container, key) -> None:
+        """Item stores run as Python runs them (later reads in the program see them), but into a
+        dict or list that outlives the call (a module's ``_parameters``) they may put proxies
+        there: the value before the first store is kept to be put back."""
+        if type(container) not in (dict, list) or type(key) not in (str, int) or \
+                self.prologue.location_of(container) is None:
+            return
+        journal_key = (id(container), key)
+        if journal_key not in self.item_journal:
+            before = container.get(key, _DELETED) if type(container) is dict else container[key]
+            self.item_journal[journal_key] = (container, key, before)
+
+    def settle_item_stores(self) -> str | None:
+        """After the program: every journaled item holds its value from before the call again.
+        A store the program undid itself (``torch.func.functional_call`` swapping parameters in
+        and back) had no lasting effect; a lasting store of a Python value stays as Python did
+        it. Returns a description of a lasting store of a traced value (which Thunder cannot
+        replay on later calls), or None."""
+        lasting = None
+        for container, key, before in reversed(list(self.item_journal.values())):
+            after = container.get(key, _DELETED) if type(container) is dict else container[key]
+            undone = after is before or (isinstance(after, Proxy) and self.proxies.get(id(before)) is after)
+            traced = any(isinstance(x, Proxy) for x in tree_flatten(after)[0])
+            if not (undone or traced):
+                continue
+            if before is _DELETED:
+                container.pop(key, None)
+            else:
+                container[key] = before
+            if not undone:
+                lasting = f"{self.prologue.path(id(container))}[{key!r}]"
+        self.item_journal.clear()
+        return lasting
 
     # -- sharp edges ----------------------------------------------------------------------------
     def _sharp_edge(self, what: str, key) -> None:
@@ -461,6 +506,12 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
         hooks.finished = True
         trace.top_level_call_hook = None
         torch._C._set_grad_enabled(grad_enabled)
+        lasting_item_store = hooks.settle_item_stores()
+    if lasting_item_store is not None:
+        raise UnsupportedOpError(
+            f"the program stores a traced value into {lasting_item_store}, a container that outlives the "
+            "call; Thunder replays attribute stores on such objects but not item stores. Assign an attribute "
+            "instead, return the value, or move the store out of the compiled function.")
     # a returned torch.Size is one value (pytree would take it apart and rebuild a plain tuple)
     flat_out, out_spec = tree_flatten(result, is_leaf=lambda x: isinstance(x, torch.Size))
     stored_tensors, epilogue = _epilogue(hooks, prologue)

@@ -110,6 +110,14 @@ class InterpreterHooks:
         """``del obj.name`` in the interpreted program (DELETE_ATTR)."""
         delattr(obj, name)
 
+    def store_item(self, container, key, value) -> None:
+        """``container[key] = value`` in the interpreted program (STORE_SUBSCR)."""
+        container[key] = value
+
+    def delete_item(self, container, key) -> None:
+        """``del container[key]`` in the interpreted program (DELETE_SUBSCR)."""
+        del container[key]
+
     def missing_attr(self, obj, name: str):
         """Reading ``obj.name`` raised AttributeError: a value for it (one the program stored,
         which ``store_attr`` deferred), or NotImplemented to raise that error."""
@@ -1629,13 +1637,13 @@ def _op_store_subscr(frame, arg):
     stack = frame.stack
     key = stack.pop()
     container = stack.pop()
-    container[key] = stack.pop()
+    frame.ctx.hooks.store_item(container, key, stack.pop())
 
 
 def _op_delete_subscr(frame, arg):
     stack = frame.stack
     key = stack.pop()
-    del stack.pop()[key]
+    frame.ctx.hooks.delete_item(stack.pop(), key)
 
 
 def _op_build_slice(frame, argc):

@@ -86,6 +86,18 @@ def _t(x) -> bool:
     return isinstance(x, TensorProxy)
 
 
+def _conj(x):
+    """The complex conjugate (gradients of complex functions are conjugated derivatives, PyTorch's
+    convention); real values as they are."""
+    if isinstance(x, complex):
+        return x.conjugate()
+    if isinstance(x, TensorProxy) and x.dtype.is_complex:
+        from thunder.torch import dispatch
+
+        return dispatch(torch.conj_physical, (x,), {})
+    return x
+
+
 def zeros(shape, like):
     return prims.full(tuple(shape), 0, like.dtype, like.device)
 
@@ -122,7 +134,7 @@ def like(grad, a):
 def _unary(formula):
     """A rule for a unary prim whose derivative is ``formula(a, out)``."""
     def rule(ctx, a):
-        return (mul(ctx.g, formula(a, ctx.out)),)
+        return (mul(ctx.g, _conj(formula(a, ctx.out))),)
     return rule
 
 
@@ -155,7 +167,7 @@ _UNARY = {
     "lgamma": lambda a, o: L["digamma"](a),
     "reciprocal": lambda a, o: neg(mul(o, o)),
     "sigmoid": lambda a, o: mul(o, sub(1.0, o)),
-    "abs": lambda a, o: sign(a),
+    "abs": lambda a, o: _conj(where(eq(a, 0), 0.0, div(a, o))) if a.dtype.is_complex else sign(a),
     "real": lambda a, o: 1.0,
 }
 for _name, _formula in _UNARY.items():
@@ -202,13 +214,13 @@ def _sub(ctx, a, b):
 
 @vjp("prims.mul")
 def _mul(ctx, a, b):
-    return (mul(ctx.g, b) if _t(a) else None), (mul(ctx.g, a) if _t(b) else None)
+    return (mul(ctx.g, _conj(b)) if _t(a) else None), (mul(ctx.g, _conj(a)) if _t(b) else None)
 
 
 @vjp("prims.div")
 def _div(ctx, a, b):
-    ga = div(ctx.g, b) if _t(a) else None
-    gb = neg(mul(ctx.g, div(ctx.out, b))) if _t(b) else None
+    ga = div(ctx.g, _conj(b)) if _t(a) else None
+    gb = neg(mul(ctx.g, _conj(div(ctx.out, b)))) if _t(b) else None
     return ga, gb
 
 
