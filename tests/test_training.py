@@ -603,3 +603,27 @@ def test_gradients_through_complex_values_match_eager(case):
     (actual,) = torch.autograd.grad(thunder.compile(f)(a).pow(2).sum(), [a])
     (expected,) = torch.autograd.grad(f(a).pow(2).sum(), [a])
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_torch_distributions_with_validation_train_like_eager():
+    """torch.distributions validates arguments and samples (``if not torch._is_all_true(valid):
+    raise``): a check made when the compiled program runs, so valid inputs train as in eager and
+    an invalid one raises ValueError, as eager does."""
+    from torch.distributions import Categorical, Normal
+
+    def f(mu, log_sigma, logits, action):
+        normal, categorical = Normal(mu, log_sigma.exp()), Categorical(logits=logits)
+        return normal.log_prob(torch.zeros(4)).sum() + normal.rsample().sum() + categorical.log_prob(action) \
+            + categorical.entropy()
+
+    inputs = [torch.randn(4, requires_grad=True) for _ in range(3)]
+    compiled = thunder.compile(f)
+    torch.manual_seed(0)
+    actual = compiled(*inputs, torch.tensor(2))
+    torch.manual_seed(0)
+    expected = f(*inputs, torch.tensor(2))
+    torch.testing.assert_close(actual, expected)
+    for a, e in zip(torch.autograd.grad(actual, inputs), torch.autograd.grad(expected, inputs)):
+        torch.testing.assert_close(a, e)
+    with pytest.raises(ValueError, match="failed validation"):
+        compiled(*inputs, torch.tensor(7))  # not a category of 4

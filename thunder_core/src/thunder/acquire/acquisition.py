@@ -40,6 +40,7 @@ from thunder.acquire.vmap import Vmapped
 from thunder.core.errors import UnsupportedOpError
 from thunder.core.proxies import NumberProxy, Proxy, TensorProxy
 from thunder.core.trace import Trace, tracing
+from thunder.torch import checks
 
 # modules whose Python code is run natively, never interpreted
 _NATIVE_MODULE_PREFIXES = ("thunder.", "logging", "warnings", "typing", "inspect", "abc", "importlib",
@@ -366,6 +367,16 @@ def _set_grad_enabled(hooks, mode: bool):
     ltorch.dispatch(torch._C._set_grad_enabled, (mode,), {})
 
 
+def _is_all_true(hooks, condition):
+    """``if not torch._is_all_true(valid): raise ...`` is how torch validates values (every
+    torch.distributions argument and sample): recorded as a check the program makes when it runs,
+    and taken to hold while tracing (a failing check raises then, as eager does)."""
+    if not isinstance(condition, TensorProxy):
+        return torch._is_all_true(condition)
+    ltorch.dispatch(checks.assert_all_true, (condition,), {})
+    return True
+
+
 def _is_compiling(hooks, *args, **kwargs):
     """Libraries (Hugging Face among them) avoid data-dependent Python under a compiler."""
     return True
@@ -407,6 +418,7 @@ def _compiler_hint(hooks, *args, **kwargs):
 _SPECIAL_LOOKASIDES = {
     torch.utils.checkpoint.checkpoint: _checkpoint,
     torch.compiler.is_compiling: _is_compiling,
+    torch._is_all_true: _is_all_true,
     torch._dynamo.is_compiling: _is_compiling,
     torch.vmap: _vmap,
     torch.func.vmap: _vmap,

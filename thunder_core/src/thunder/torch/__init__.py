@@ -15,7 +15,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from thunder.core import proxies
-from thunder.torch import creation, elementwise, nn, opaque, random, reduction, shape  # noqa: F401  (registers)
+from thunder.torch import checks, creation, elementwise, nn, opaque, random, reduction, shape  # noqa: F401  (registers)
 from thunder.torch.opaque import is_inplace, opaque_call
 from thunder.torch.registry import ALL, SYMBOL_TO_TORCH, TORCH_TO_SYMBOL, namespace
 
