@@ -421,7 +421,7 @@ def test_functional_call_swaps_parameters_in_and_back_without_touching_the_modul
     torch.testing.assert_close(g, expected)
 
 
-def test_lasting_item_store_of_a_traced_value_is_a_clear_error_and_python_values_stay():
+def test_lasting_item_stores_traced_values_error_python_values_as_in_eager():
     cache = {}
 
     def keeps_a_tensor(x):
@@ -436,5 +436,17 @@ def test_lasting_item_store_of_a_traced_value_is_a_clear_error_and_python_values
         cache["calls"] = cache.get("calls", 0) + 1
         return x * cache["calls"]
 
-    torch.testing.assert_close(thunder.compile(counts)(torch.ones(2)), torch.ones(2))
-    assert cache["calls"] == 1
+    compiled = thunder.compile(counts)
+    for calls in (1, 2, 3):  # each call finds the state the previous one left: traced again, as eager runs
+        torch.testing.assert_close(compiled(torch.ones(2)), torch.full((2,), float(calls)))
+        assert cache["calls"] == calls
+
+    def fills_once(x):
+        if "scale" not in cache:
+            cache["scale"] = 3.0
+        return x * cache["scale"]
+
+    compiled = thunder.compile(fills_once)
+    for _ in range(3):
+        torch.testing.assert_close(compiled(torch.ones(2)), torch.full((2,), 3.0))
+    assert (thunder.cache_misses(compiled), thunder.cache_hits(compiled)) == (2, 1)

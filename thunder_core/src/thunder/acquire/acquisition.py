@@ -177,15 +177,20 @@ class AcquisitionHooks(InterpreterHooks):
     def settle_item_stores(self) -> str | None:
         """After the program: every journaled item holds its value from before the call again.
         A store the program undid itself (``torch.func.functional_call`` swapping parameters in
-        and back) had no lasting effect; a lasting store of a Python value stays as Python did
-        it. Returns a description of a lasting store of a traced value (which Thunder cannot
-        replay on later calls), or None."""
+        and back) had no lasting effect. A lasting store of a Python value stays as Python did it,
+        and the prologue then requires the value from before the call: the trace holds what the
+        program computed from that state, so a later call (which finds the new value: a counter,
+        a cache filled on the first call) traces again and stores again, as eager would. Returns
+        a description of a lasting store of a traced value (which Thunder cannot replay on later
+        calls), or None."""
         lasting = None
         for container, key, before in reversed(list(self.item_journal.values())):
             after = container.get(key, _DELETED) if type(container) is dict else container[key]
             undone = after is before or (isinstance(after, Proxy) and self.proxies.get(id(before)) is after)
             traced = any(isinstance(x, Proxy) for x in tree_flatten(after)[0])
             if not (undone or traced):
+                self.prologue.item_guard(container, key, None if before is _DELETED else before,
+                                         present=before is not _DELETED)
                 continue
             if before is _DELETED:
                 container.pop(key, None)

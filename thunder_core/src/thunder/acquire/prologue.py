@@ -224,6 +224,15 @@ class PrologueBuilder:
         else:
             self.lines.append(f"if {expr} is not {self.constant(value)}: return None")
 
+    def item_guard(self, container, key, value, present: bool = True) -> None:
+        """Requires ``container[key]`` (a located dict or list) to be ``value``, or, with
+        ``present=False``, the key to be absent."""
+        location = (id(container), f"[{key!r}]")
+        if present:
+            self.value_guard(location, value)
+        else:
+            self.lines.append(f"if {key!r} in {self.expr((id(container), ''))}: return None")
+
     def tensor_input(self, value: torch.Tensor, proxy, location) -> None:
         """Fetches a tensor input and checks the metadata the trace was specialized for."""
         source = self.expr(location) if location is not None else self.constant(value)
