@@ -612,7 +612,9 @@ def test_torch_distributions_with_validation_train_like_eager():
     from torch.distributions import Categorical, Normal
 
     def f(mu, log_sigma, logits, action):
-        normal, categorical = Normal(mu, log_sigma.exp()), Categorical(logits=logits)
+        # validation on whatever the global default is (torch's test utilities turn it off)
+        normal = Normal(mu, log_sigma.exp(), validate_args=True)
+        categorical = Categorical(logits=logits, validate_args=True)
         return normal.log_prob(torch.zeros(4)).sum() + normal.rsample().sum() + categorical.log_prob(action) \
             + categorical.entropy()
 
