@@ -389,6 +389,25 @@ def test_layer_drop_test_decided_by_the_draws_range_keeps_eagers_random_stream()
         compiled(x, 0.2)
 
 
+def test_tensors_modified_in_place_are_saved_not_recomputed_from_their_producer():
+    """A sliding-window mask built with ``mask[i, a:b] = 0.0`` (litgpt's Mistral, Gemma-3, Phi-3):
+    the backward must see the modified mask, not ``torch.full`` replayed (wrong gradients, NaN)."""
+    def f(q, k, x):
+        T = q.shape[-2]
+        mask = torch.full((T, T), float("-inf"))
+        for i in range(T):
+            mask[i, max(0, i - 2): i + 1] = 0.0
+        weights = torch.zeros(x.shape[-1])
+        weights[1] = 5.0
+        return (q @ k.mT + mask).softmax(-1).sum() + (x * weights).sum()
+
+    inputs = [torch.randn(2, 6, 4, requires_grad=True) for _ in range(2)] + [torch.randn(3, requires_grad=True)]
+    actual = torch.autograd.grad(thunder.compile(f)(*inputs), inputs)
+    expected = torch.autograd.grad(f(*inputs), inputs)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e)
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 def test_rematerialization_saves_less_than_all_intermediates():

@@ -8,7 +8,9 @@ the computation, which stay alive outside it: parameters, the batch). If the val
 newly have to be saved take fewer bytes than the residual itself, the residual is dropped from the
 saved set and its producers are replayed in the backward, each just before its first use.
 
-Random operations are never cheap, so a dropout mask is saved, never drawn again.
+Random operations are never cheap, so a dropout mask is saved, never drawn again. A tensor the
+forward modifies in place (``mask[i, :j] = 0``) is saved as it is, never recomputed from the
+producer that made it before the modification.
 
 Activation checkpointing (``thunder.transforms.checkpoint``) uses the same replay with another
 test: a residual computed inside a checkpointed region is always recomputed, from the values that
@@ -64,6 +66,8 @@ def rematerialize(split):
                 producer[o.name] = None
             else:
                 rebinders.setdefault(o.name, []).append(b)
+    for name in _modified_in_place(forward):
+        producer[name] = None  # its saved value is not what its producer computed
     inputs = {a.name for a in forward.args}
     saved: dict[str, Proxy] = {r.name: r for r in split.residuals}
     replay: dict[str, BoundSymbol] = {}  # output name -> forward bound symbol replayed in the backward
@@ -125,6 +129,24 @@ def rematerialize(split):
     new_forward = forward.derive(forward.stage, forward.bound_symbols)
     new_forward.output = (forward.output[0], tuple(residuals))
     return type(split)(new_forward, new_backward, residuals, split.grad_outputs, split.reaches)
+
+
+def _modified_in_place(trace) -> set[str]:
+    """Tensors a side-effecting symbol receives (``t[i] = 0``, which returns nothing, among them),
+    and, since such a tensor may be a view, the tensors it was computed from by cheap operations."""
+    producer = {o.name: b for b in trace.bound_symbols for o in b.flat_proxy_outputs()}
+    stack = [p for b in trace.bound_symbols if has_side_effect(b)
+             for p in b.flat_proxy_args() if isinstance(p, TensorProxy)]
+    modified: set[str] = set()
+    while stack:
+        p = stack.pop()
+        if p.name in modified:
+            continue
+        modified.add(p.name)
+        b = producer.get(p.name)
+        if b is not None and _is_cheap(b):
+            stack.extend(q for q in b.flat_proxy_args() if isinstance(q, TensorProxy))
+    return modified
 
 
 def _cheap_producers(r, producer, inputs, saved, replayable):
