@@ -114,11 +114,11 @@ _VALUE_TYPES = {torch.device, torch.Size, torch.finfo, torch.iinfo}
 
 
 def constant_value(fn, args, kwargs, result) -> None:
-    """Gives ``result`` its value (``TensorProxy.value``) when ``fn`` is elementwise math whose
-    operands are all Python numbers (given or guarded) or tensors with known values and the result
-    is a scalar:
-    computed like eager would, from constants the prologue guards, so Python code may use it as a
-    size or in a branch (``view(n, torch.div(seq_len, w, rounding_mode="trunc"))``)."""
+    """Gives a scalar ``result`` its value (``TensorProxy.value``) when that is fixed by what the
+    prologue guards: elementwise math on Python numbers (given or guarded) and tensors with known
+    values, computed as eager computes it, so Python code may use it as a size or in a branch
+    (``view(n, torch.div(seq_len, w, rounding_mode="trunc"))``); or a comparison that the range of
+    a uniform draw decides (``torch.rand([])`` has ``interval`` [0, 1))."""
     if not isinstance(result, proxies.TensorProxy) or result.ndim != 0:
         return
     if fn in (torch.rand, torch.rand_like):
