@@ -366,6 +366,23 @@ def test_fusion_regions_leave_draws_and_generator_state_to_eager_kernels():
     assert "torchcompile" in final and "get_rng_state()" in final
 
 
+def test_dropout_of_a_permuted_tensor_draws_eagers_mask():
+    """Eager draws a dropout mask in the input's memory order (Whisper's encoder drops out a
+    permuted conv output); so does the compiled program."""
+    conv = nn.Conv1d(4, 6, 3, padding=1)
+
+    def f(x):
+        h = conv(x).permute(0, 2, 1)
+        return F.dropout(h, 0.3) * 2
+
+    x = torch.randn(2, 4, 8, requires_grad=True)
+    torch.manual_seed(5)
+    actual = thunder.compile(f)(x)
+    torch.manual_seed(5)
+    expected = f(x)
+    torch.testing.assert_close(actual, expected)
+
+
 def test_layer_drop_test_decided_by_the_draws_range_keeps_eagers_random_stream():
     """Hugging Face's layer drop: ``if torch.rand([]) < layerdrop: skip``. With layer drop off the
     branch is decided while tracing (a draw from [0, 1) is never below 0), the draw still advances

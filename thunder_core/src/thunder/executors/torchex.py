@@ -128,6 +128,11 @@ def bernoulli(shape, p, dtype, device):
 
 
 @helper
+def bernoulli_like(a, p):
+    return torch.empty_like(a).bernoulli_(p)
+
+
+@helper
 def convert_element_type(a, dtype):
     return a.to(dtype)
 

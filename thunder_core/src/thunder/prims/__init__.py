@@ -327,3 +327,13 @@ def _bernoulli_meta(shape, p, dtype, device):
 
 
 bernoulli = make_prim("bernoulli", _bernoulli_meta, tags=("random",))
+
+
+def _bernoulli_like_meta(a, p):
+    """A mask like ``bernoulli`` with ``a``'s shape, dtype, device and memory layout: drawn in the
+    order of ``a``'s memory, as eager's dropout draws it (``empty_like(a).bernoulli_(p)``), so a
+    permuted input gets eager's mask. No gradient flows to ``a``."""
+    return TensorProxy(a.shape, a.dtype, a.device, False)
+
+
+bernoulli_like = make_prim("bernoulli_like", _bernoulli_like_meta, tags=("random",))

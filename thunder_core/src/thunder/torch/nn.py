@@ -241,8 +241,8 @@ def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False)
         return input
     if p == 1:
         return mul(input, 0)
-    # as eager on CPU: a Bernoulli(1 - p) mask scaled by 1 / (1 - p), then multiplied in
-    keep = prims.bernoulli(tuple(input.shape), 1.0 - p, input.dtype, input.device)
+    # as eager on CPU: a Bernoulli(1 - p) mask laid out like the input, scaled by 1 / (1 - p)
+    keep = prims.bernoulli_like(input, 1.0 - p)
     return mul(input, div(keep, 1.0 - p))
 
 

@@ -197,6 +197,11 @@ def _floor_divide(ctx, a, b):
     return (zeros(a.shape, ctx.g) if _t(a) else None), (zeros(b.shape, ctx.g) if _t(b) else None)
 
 
+@vjp("prims.bernoulli_like")
+def _bernoulli_like(ctx, a, p):
+    return None, None  # ``a`` gives the mask its layout, not its values
+
+
 @vjp("prims.sign", "prims.floor", "prims.ceil", "prims.round", "prims.trunc")
 def _zero_grad(ctx, a):
     return (zeros(a.shape, a),)
