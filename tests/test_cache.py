@@ -344,3 +344,16 @@ def test_parameters_checked_together_miss_and_hit_like_one_by_one():
     torch.testing.assert_close(tm(x.double()), model(x.double()))
     model[4] = nn.Linear(8, 5).double()  # another output shape
     assert tm(x.double()).shape == (3, 5)
+
+
+def test_retracing_again_and_again_warns_with_the_failing_check():
+    state = types.SimpleNamespace(step=0)
+
+    def f(x):
+        state.step += 1
+        return x * state.step
+
+    compiled = thunder.compile(f)
+    with pytest.warns(thunder.RetraceWarning, match=r"_v = .*\.step; if type\(_v\) is not int or _v != 6\. "):
+        for step in range(1, 9):
+            torch.testing.assert_close(compiled(torch.ones(2)), torch.full((2,), float(step)))

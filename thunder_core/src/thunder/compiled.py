@@ -49,7 +49,13 @@ class FallbackWarning(UserWarning):
     """A compiled callable ran a call eagerly (``fallback="eager"``)."""
 
 
+class RetraceWarning(UserWarning):
+    """A compiled callable keeps tracing its program again (a value its traces depend on changes
+    from call to call)."""
+
+
 CACHE_LIMIT = 64  # entries per compiled callable; the least recently added are dropped
+RETRACE_WARNING = 8  # traces of one callable after which RetraceWarning says why calls miss
 
 
 @dataclass
@@ -143,6 +149,8 @@ class CompiledFunction:
                 self.last_entry = entry
                 return entry.run(inputs, args, kwargs, module)
         self.misses += 1
+        if self.misses == RETRACE_WARNING and self.cache:
+            self._warn_retracing(args, kwargs)
         try:
             entry, inputs = self._compile(args, kwargs)
         except AcquisitionFailed as failed:  # only with fallback="eager"
@@ -154,6 +162,16 @@ class CompiledFunction:
         # program's Python side effects (a lazily filled cache, a counter), so the prologue may
         # already reject the state the program left; the next call then acquires again.
         return entry.run(inputs, args, kwargs, module)
+
+    def _warn_retracing(self, args, kwargs) -> None:
+        """Names the check of the newest trace's prologue that this call fails: the value that
+        keeps changing (a position counter kept as a Python int, a new object each call)."""
+        reason = self.cache[0].prologue.first_failing_check(args, kwargs, self.module)
+        name = getattr(self.fn, "__qualname__", "the program")
+        warnings.warn(f"thunder traced {name} {self.misses} times; the newest trace does not apply to this call "
+                      f"because its prologue check fails: {reason}. A value checked like this that changes from "
+                      "call to call traces the program again each time: pass it as a tensor, or keep it fixed.",
+                      RetraceWarning, stacklevel=3)
 
     def _eager_entry(self, failed: AcquisitionFailed) -> CacheEntry:
         """``fallback="eager"``: a cache entry that runs the program eagerly whenever a call passes

@@ -70,7 +70,13 @@ class Prologue:
             result = namespace["prologue"](args, kwargs, module)
         except Exception as e:
             return f"an exception while fetching inputs: {type(e).__name__}: {e}"
-        return lines[result].strip() if isinstance(result, int) else None
+        if not isinstance(result, int):
+            return None
+        line = lines[result].strip().removesuffix(": return None")
+        if "_v" in line:  # a value check: say what the value is
+            fetch = next((p.strip() for p in reversed(lines[:result]) if p.strip().startswith("_v = ")), None)
+            line = f"{fetch}; {line}" if fetch else line
+        return line
 
     def __str__(self) -> str:
         return self.source
