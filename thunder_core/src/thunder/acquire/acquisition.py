@@ -171,8 +171,7 @@ class AcquisitionHooks(InterpreterHooks):
             return
         journal_key = (id(container), key)
         if journal_key not in self.item_journal:
-            before = container.get(key, _DELETED) if type(container) is dict else container[key]
-            self.item_journal[journal_key] = (container, key, before)
+            self.item_journal[journal_key] = (container, key, _item(container, key))
 
     def settle_item_stores(self) -> str | None:
         """After the program: every journaled item holds its value from before the call again.
@@ -185,7 +184,7 @@ class AcquisitionHooks(InterpreterHooks):
         calls), or None."""
         lasting = None
         for container, key, before in reversed(list(self.item_journal.values())):
-            after = container.get(key, _DELETED) if type(container) is dict else container[key]
+            after = _item(container, key)
             undone = after is before or (isinstance(after, Proxy) and self.proxies.get(id(before)) is after)
             traced = any(isinstance(x, Proxy) for x in tree_flatten(after)[0])
             if not (undone or traced):
@@ -295,6 +294,11 @@ def _is_io(fn) -> bool:
         return True
     module = getattr(fn, "__module__", None) or ""
     return module in _IO_MODULES or module.startswith("logging.")
+
+
+def _item(container, key):
+    """``container[key]`` of a dict or list, ``_DELETED`` for a key a dict does not have."""
+    return container.get(key, _DELETED) if type(container) is dict else container[key]
 
 
 def _is_autograd_function_apply(fn) -> bool:

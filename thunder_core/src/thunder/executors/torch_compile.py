@@ -23,7 +23,7 @@ from thunder.core.proxies import NumberProxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
 from thunder.executors.base import FusionExecutor
-from thunder.transforms.dce import has_side_effect
+from thunder.transforms.dce import draws_random, has_side_effect
 
 
 class TorchCompileExecutor(FusionExecutor):
@@ -39,7 +39,7 @@ class TorchCompileExecutor(FusionExecutor):
         outside: Inductor's generator is not eager's, and a seeded program must draw eager's numbers."""
         tags = bsym.sym.tags
         ours = len(tags) > 1 and tags[0] == "executor" and (tags[1] == "torch" or "traceable" in tags)
-        if not ours or has_side_effect(bsym) or any("random" in b.sym.tags for b in bsym.walk()):
+        if not ours or has_side_effect(bsym) or draws_random(bsym):
             return False
         return all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_args()) and \
             all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_outputs())

@@ -21,7 +21,9 @@ from torch.utils._pytree import tree_map
 
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.trace import Trace, tracing
+from thunder.torch import ALL as L
 from thunder.transforms.autodiff.inplace import substitute
+from thunder.transforms.autodiff.rules import bind
 from thunder.transforms.dce import has_side_effect
 
 _INTEGER = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
@@ -115,8 +117,6 @@ def _causal_mask_of(bsym, ranges: _Ranges) -> tuple[int, int] | None:
 
 def use_causal_flag(trace: Trace) -> Trace:
     """``trace`` with attention calls given a provably causal mask calling ``is_causal=True``."""
-    from thunder.torch import ALL as L
-    from thunder.transforms.autodiff.rules import bind
 
     ranges = _Ranges()
     masks: dict[str, tuple[int, int]] = {}

@@ -37,7 +37,8 @@ def is_identity(bsym: BoundSymbol) -> bool:
     return bool(outputs) and all(id(o) in inputs for o in outputs)
 
 
-def _draws(bsym: BoundSymbol) -> bool:
+def draws_random(bsym: BoundSymbol) -> bool:
+    """Whether ``bsym`` (or a symbol of its decomposition) draws random numbers."""
     return any("random" in b.sym.tags for b in bsym.walk())
 
 
@@ -47,7 +48,7 @@ def dce(trace: Trace) -> Trace:
     for bsym in reversed(trace.bound_symbols):
         if is_identity(bsym):
             continue
-        if has_side_effect(bsym) or any(o.name in needed for o in bsym.flat_proxy_outputs()) or _draws(bsym):
+        if has_side_effect(bsym) or any(o.name in needed for o in bsym.flat_proxy_outputs()) or draws_random(bsym):
             kept.append(bsym)
             needed.update(p.name for p in bsym.flat_proxy_args())
     if len(kept) == len(trace.bound_symbols):

@@ -134,7 +134,7 @@ def rematerialize(split):
 def _modified_in_place(trace) -> set[str]:
     """Tensors a side-effecting symbol receives (``t[i] = 0``, which returns nothing, among them),
     and, since such a tensor may be a view, the tensors it was computed from by cheap operations."""
-    producer = {o.name: b for b in trace.bound_symbols for o in b.flat_proxy_outputs()}
+    producer = {o.name: b for b in trace.bound_symbols if not has_side_effect(b) for o in b.flat_proxy_outputs()}
     stack = [p for b in trace.bound_symbols if has_side_effect(b)
              for p in b.flat_proxy_args() if isinstance(p, TensorProxy)]
     modified: set[str] = set()
