@@ -3,7 +3,7 @@
 Models are built from configs with random weights (no downloads): litgpt's GPT with the
 Llama-3.2-1B config (when litgpt is installed) and Hugging Face's LlamaForCausalLM with the same
 shape. For each, a training step (forward + cross-entropy + backward) and, for HF, inference
-forward; each implementation is timed with CUDA events (warm-up, median of many iterations),
+forward; each implementation is timed with CUDA events (warm-up, then interleaved rounds; median),
 checked against eager, and reported with its first-call compile time and peak memory.
 
     python examples/bench_models.py                 # the H200 configuration (bf16, 16 layers)
@@ -49,7 +49,7 @@ class Timer:
     def __init__(self, device):
         self.cuda = device.type == "cuda"
 
-    def __call__(self, fn, iters: int) -> float:
+    def __call__(self, fn, iters: int) -> list[float]:
         times = []
         for _ in range(iters):
             if self.cuda:
@@ -63,7 +63,7 @@ class Timer:
                 t0 = time.perf_counter()
                 fn()
                 times.append((time.perf_counter() - t0) * 1e3)
-        return statistics.median(times)
+        return times
 
 
 def _print_profile(title, step, rows=40):
@@ -90,13 +90,15 @@ def _write_traces(directory, name, fn):
         (path / f"{stem}.backward.py").write_text(str(backward[-1]))
 
 
-def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=False, traces_dir=None):
-    rows = []
-    results = {}
+def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=False, traces_dir=None, rounds=5):
+    """Times the implementations in interleaved rounds (eager, torch.compile, Thunder, eager, ...)
+    so that a GPU's clock drifting over the run (it heats up) is shared by all of them rather than
+    charged to whichever runs last."""
+    results, first, peak, steps = {}, {}, {}, {}
     implementations = {"eager": model, "torch.compile": torch.compile(model), "thunder": thunder.compile(model)}
     timer = Timer(device)
     for impl, fn in implementations.items():
-        step = make_step(fn)
+        steps[impl] = step = make_step(fn)
         if device.type == "cuda":
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
@@ -104,18 +106,24 @@ def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=F
         out = step()
         if device.type == "cuda":
             torch.cuda.synchronize()
-        first = time.perf_counter() - t0
+        first[impl] = time.perf_counter() - t0
         results[impl] = out.detach().float()
         for _ in range(warmup):
             step()
-        ms = timer(step, iters)
-        if profile:
-            _print_profile(f"{name}: {impl}", step)
+        peak[impl] = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
         if traces_dir and impl == "thunder":
             _write_traces(traces_dir, name, fn)
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-        rows.append((impl, ms, first, peak))
         model.zero_grad(set_to_none=True)
+    times = {impl: [] for impl in implementations}
+    for _ in range(rounds):
+        for impl, step in steps.items():
+            times[impl] += timer(step, max(1, iters // rounds))
+    model.zero_grad(set_to_none=True)
+    if profile:
+        for impl, step in steps.items():
+            _print_profile(f"{name}: {impl}", step)
+        model.zero_grad(set_to_none=True)
+    rows = [(impl, statistics.median(times[impl]), first[impl], peak[impl]) for impl in implementations]
     for impl in ("torch.compile", "thunder"):
         # bf16 outputs of differently fused programs differ elementwise; compare relative to scale
         error = (results[impl] - results["eager"]).abs().max() / results["eager"].abs().max().clamp_min(1e-6)
@@ -125,15 +133,15 @@ def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=F
     compile_ms = rows[1][1]
     print(f"\n{name}")
     print(f"{'impl':<15}{'ms':>10}{'vs eager':>10}{'vs t.compile':>14}{'first call s':>14}{'peak GiB':>10}")
-    for impl, ms, first, peak in rows:
-        print(f"{impl:<15}{ms:>10.2f}{ms / eager_ms:>10.3f}{ms / compile_ms:>14.3f}{first:>14.1f}{peak:>10.2f}")
+    for impl, ms, first_s, peak_gib in rows:
+        print(f"{impl:<15}{ms:>10.2f}{ms / eager_ms:>10.3f}{ms / compile_ms:>14.3f}{first_s:>14.1f}{peak_gib:>10.2f}")
     return rows
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--tiny", action="store_true", help="tiny shapes on CPU (CI smoke: correctness only)")
-    parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--iters", type=int, default=30, help="timed steps per implementation")
     parser.add_argument("--only", default="", help="comma-separated case names to run")
     parser.add_argument("--profile", action="store_true", help="print each implementation's top CUDA kernels")
     parser.add_argument("--traces", default=None, help="directory to write Thunder's executed traces to")

@@ -442,6 +442,50 @@ def test_rematerialization_saves_less_than_all_intermediates():
     assert len(saved) <= 2, [p.name for p in saved]
 
 
+def _saved_activation_bytes(cf):
+    final = thunder.last_traces(cf)[-1]
+    inputs = {a.name for a in final.args}
+    return {p.name: p.numel() * p.dtype.itemsize for p in final.output[1]
+            if hasattr(p, "numel") and p.name not in inputs}
+
+
+def test_rematerialization_saves_the_fewest_bytes_not_the_nearest_sources():
+    """``(a + b).float()`` squared: the backward needs the fp32 value; saving the bf16 sum (half
+    the bytes) beats both the fp32 value and the two matmul outputs it is computed from."""
+    def f(x, w1, w2):
+        y = (x @ w1 + x @ w2).float()
+        return (y * y).sum()
+
+    x = torch.randn(16, 32, dtype=torch.bfloat16)
+    w1, w2 = (torch.randn(32, 64, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    cf = thunder.compile(f)
+    actual = torch.autograd.grad(cf(x, w1, w2), [w1, w2])
+    expected = torch.autograd.grad(f(x, w1, w2), [w1, w2])
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e)
+    assert sum(_saved_activation_bytes(cf).values()) == 16 * 64 * 2
+
+
+def test_values_a_backward_matmul_reads_are_saved_not_recomputed():
+    """The ``silu(a) * b`` a projection's weight gradient reads: the forward wrote it for its own
+    matmul already, recomputing it would cost the backward a kernel that writes it again."""
+    def f(x, w1, w2, w3):
+        return ((F.silu(x @ w1) * (x @ w2)) @ w3).sum()
+
+    x = torch.randn(8, 16)
+    ws = [torch.randn(16, 32, requires_grad=True), torch.randn(16, 32, requires_grad=True),
+          torch.randn(32, 16, requires_grad=True)]
+    cf = thunder.compile(f)
+    actual = torch.autograd.grad(cf(x, *ws), ws)
+    expected = torch.autograd.grad(f(x, *ws), ws)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, **F32)
+    forward = thunder.last_traces(cf)[-1]
+    w3 = forward.args[-1]
+    (product,) = [b.args[0] for b in forward.bound_symbols if any(a is w3 for a in b.flat_proxy_args())]
+    assert product.name in _saved_activation_bytes(cf), str(forward)
+
+
 def _saved_activation_numel(tm):
     """Elements of the values the forward saves for the backward, parameters and inputs excluded."""
     final = thunder.last_traces(tm)[-1]

@@ -2,15 +2,18 @@
 
 After autodiff, the forward saves every value the backward reads. Many of those are produced by
 cheap elementwise or shape operations from other values (``gelu``'s ``erf`` term from its input,
-a bool mask from a comparison). For each residual, largest first, this pass looks at the cheap
-operations that produce it, back to values that are saved anyway (other residuals, or inputs of
-the computation, which stay alive outside it: parameters, the batch). If the values that would
-newly have to be saved take fewer bytes than the residual itself, the residual is dropped from the
-saved set and its producers are replayed in the backward, each just before its first use.
+an fp32 copy of a bf16 activation, rotary embeddings of a projection's output). Which values to
+save is a minimum cut: in the graph of cheap operations that lead to the residuals, find the set of
+values of fewest bytes from which every residual can be recomputed (values alive anyway, the
+computation's inputs such as parameters and the batch, cost nothing). The residuals not in that
+set are recomputed in the backward, each operation just before its first use.
 
-Random operations are never cheap, so a dropout mask is saved, never drawn again. A tensor the
-forward modifies in place (``mask[i, :j] = 0``) is saved as it is, never recomputed from the
-producer that made it before the modification.
+Two kinds of values are never recomputed. Random operations are not cheap, so a dropout mask is
+saved, never drawn again; a tensor the forward modifies in place (``mask[i, :j] = 0``) is saved as
+it is, never recomputed from the producer that made it before the modification. And a residual
+the backward hands to an operation that cannot compute its inputs on the fly (a matmul, fused
+attention) is saved: recomputing it would cost a kernel that writes it out again, while the
+forward wrote it already (the ``silu(a) * b`` a projection's weight gradient reads).
 
 Activation checkpointing (``thunder.transforms.checkpoint``) uses the same replay with another
 test: a residual computed inside a checkpointed region is always recomputed, from the values that
@@ -19,6 +22,8 @@ operations run through torch's autograd, and operations with side effects).
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
@@ -39,6 +44,33 @@ def _is_cheap(bsym: BoundSymbol) -> bool:
         if "elementwise" not in b.sym.tags and b.sym.name not in _CHEAP_PRIMS:
             return False
     return bool(bsym.subsymbols) or bsym.sym.module == "prims"
+
+
+def _fuses_its_inputs(bsym: BoundSymbol) -> bool:
+    """Elementwise, shape and reduction work, which a fused kernel computes from its inputs'
+    producers on the fly (a matmul or fused attention reads its inputs from memory)."""
+    for b in bsym.walk():
+        if b.subsymbols:
+            continue
+        if b.sym.module != "prims" or "random" in b.sym.tags:
+            return False
+        if not ({"elementwise", "reduction"} & set(b.sym.tags)) and b.sym.name not in _CHEAP_PRIMS:
+            return False
+    return True
+
+
+_VIEW_PRIMS = {"reshape", "transpose", "squeeze", "broadcast_in_dim", "slice"}
+
+
+def _read_from_memory(trace) -> set[str]:
+    """Values of ``trace`` that an operation which does not fuse its inputs reads, directly or
+    through views (``reshape`` then ``matmul``)."""
+    read: set[str] = set()
+    for b in reversed(trace.bound_symbols):
+        views = all(x.sym.name in _VIEW_PRIMS for x in b.walk() if not x.subsymbols)
+        if not _fuses_its_inputs(b) or (views and any(o.name in read for o in b.flat_proxy_outputs())):
+            read.update(p.name for p in b.flat_proxy_args())
+    return read
 
 
 def _replayable(bsym: BoundSymbol) -> bool:
@@ -85,18 +117,20 @@ def rematerialize(split):
             for o in b.flat_proxy_outputs():
                 replay[o.name] = b
 
-    for r in sorted(split.residuals, key=_nbytes, reverse=True):
-        b = producer.get(r.name)
-        if r.name not in saved or b is None or not _is_cheap(b):
+    # everything else: save the fewest bytes, recompute the rest through cheap operations
+    read_whole = _read_from_memory(backward)
+    recomputable = {name: b for name, b in producer.items()
+                    if b is not None and _is_cheap(b) and name not in read_whole and name not in replay}
+    keep = _fewest_bytes_to_save(saved, recomputable, inputs)
+    for r in list(saved.values()):
+        if r.name in keep:
             continue
-        chain, frontier = _cheap_producers(r, producer, inputs, saved, _is_cheap)
-        added = sum(_nbytes(p) for name, p in frontier.items() if name not in saved and name not in inputs)
-        if added < _nbytes(r):
-            del saved[r.name]
-            saved.update(frontier)
-            for b in chain:
-                for o in b.flat_proxy_outputs():
-                    replay[o.name] = b
+        chain, frontier = _cheap_producers(r, producer, inputs, keep, _is_cheap)
+        del saved[r.name]
+        saved.update(frontier)
+        for b in chain:
+            for o in b.flat_proxy_outputs():
+                replay[o.name] = b
     if not replay:
         return split
 
@@ -147,6 +181,75 @@ def _modified_in_place(trace) -> set[str]:
         if b is not None and _is_cheap(b):
             stack.extend(q for q in b.flat_proxy_args() if isinstance(q, TensorProxy))
     return modified
+
+
+def _fewest_bytes_to_save(needed: dict[str, Proxy], recomputable: dict[str, BoundSymbol], inputs) -> dict[str, Proxy]:
+    """The values of fewest total bytes from which every ``needed`` value can be recomputed
+    through the ``recomputable`` producers: a minimum cut, found as a maximum flow.
+
+    Each value ``v`` is an edge ``v.in -> v.out`` whose capacity is the bytes saving it costs (zero
+    for the computation's inputs); a recomputable value's sources feed its ``in`` side, values that
+    cannot be recomputed are fed by the source, and needed values drain to the sink. Of the minimum
+    cuts, the one nearest the sink is taken: among equal byte counts, the least recomputation."""
+    INF = float("inf")
+    capacity: dict[tuple, float] = {}
+    edges: dict[object, set] = {"source": set(), "sink": set()}
+
+    def edge(a, b, c):
+        capacity[(a, b)] = capacity.get((a, b), 0) + c
+        capacity.setdefault((b, a), 0)
+        edges.setdefault(a, set()).add(b)
+        edges.setdefault(b, set()).add(a)
+
+    values: dict[str, Proxy] = {}
+    stack = list(needed.values())
+    while stack:
+        v = stack.pop()
+        if v.name in values:
+            continue
+        values[v.name] = v
+        edge((v.name, "in"), (v.name, "out"), 0 if v.name in inputs else _nbytes(v))
+        b = recomputable.get(v.name)
+        if b is None or v.name in inputs:
+            edge("source", (v.name, "in"), INF)
+            continue
+        for a in b.flat_proxy_args():
+            if isinstance(a, Proxy):
+                edge((a.name, "out"), (v.name, "in"), INF)
+                stack.append(a)
+    for name in needed:
+        edge((name, "out"), "sink", INF)
+
+    while True:  # Edmonds-Karp: augment along shortest paths until the sink is cut off
+        parent = {"source": None}
+        queue = deque(["source"])
+        while queue and "sink" not in parent:
+            a = queue.popleft()
+            for b in edges[a]:
+                if b not in parent and capacity[(a, b)] > 0:
+                    parent[b] = a
+                    queue.append(b)
+        if "sink" not in parent:
+            break
+        path, b = [], "sink"
+        while parent[b] is not None:
+            path.append((parent[b], b))
+            b = parent[b]
+        flow = min(capacity[e] for e in path)  # finite: every path crosses some value's edge
+        for a, b in path:
+            capacity[(a, b)] -= flow
+            capacity[(b, a)] += flow
+
+    reaches_sink = {"sink"}
+    queue = deque(["sink"])
+    while queue:
+        b = queue.popleft()
+        for a in edges[b]:
+            if a not in reaches_sink and capacity[(a, b)] > 0:
+                reaches_sink.add(a)
+                queue.append(a)
+    return {name: v for name, v in values.items()
+            if (name, "out") in reaches_sink and (name, "in") not in reaches_sink}
 
 
 def _cheap_producers(r, producer, inputs, saved, replayable):
