@@ -266,6 +266,34 @@ def test_inplace_on_intermediates_with_gradients():
     _grads_both(f, (4,))
 
 
+def test_successive_inplace_ops_on_an_intermediate_with_gradients():
+    """Each in-place operation reads the previous one's result (this once read the first one's)."""
+    def f(x, w):
+        z = x @ w
+        z.add_(1.0)
+        z.mul_(x)
+        return z.sin()
+
+    _grads_both(f, (4, 4), (4, 4))
+
+
+def test_inplace_fill_from_a_differentiable_value_makes_the_tensor_need_a_gradient():
+    """Llama-4's router: ``full_like(...).scatter_(1, indices, topk_values)``; ``zeros`` then ``add_``."""
+    def router(x):
+        values, indices = torch.topk(x, 2, dim=1)
+        return torch.full_like(x, float("-inf")).scatter_(1, indices, values).sigmoid()
+
+    def accumulate(x, y):
+        z = torch.zeros_like(x)
+        before = z * 3
+        z.add_(y)
+        z.mul_(x)
+        return z.sin() + before
+
+    _grads_both(router, (4, 5))
+    _grads_both(accumulate, (4, 5), (4, 5))
+
+
 # -- data-dependent control flow: the eager fallback ---------------------------------------------
 
 def routed(x):

@@ -110,6 +110,13 @@ MORE_FAMILIES = {
     # a selective scan written as a Python loop over the sequence; marks its cache for torch.compile
     "mamba": ("MambaConfig", "MambaForCausalLM", dict(hidden_size=32, num_hidden_layers=2, vocab_size=256,
                                                       state_size=4, expand=2, conv_kernel=4)),
+    # a Mixture-of-Experts model whose routing is dense: top-k scores scattered into a full
+    # score matrix (in place, from differentiable values), every expert applied to score-weighted
+    # tokens; chunked local attention and layers without rotary embeddings
+    "llama4": ("Llama4TextConfig", "Llama4ForCausalLM",
+               dict(COMMON, intermediate_size=64, intermediate_size_mlp=128, num_key_value_heads=2, head_dim=16,
+                    num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1, no_rope_layers=[1, 0],
+                    attention_chunk_size=8, attn_implementation="sdpa")),
     # convolutional audio encoder + decoder with cross-attention
     "whisper": ("WhisperConfig", "WhisperModel",
                 dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,

@@ -130,7 +130,8 @@ def _opaque_meta(fn, *args, **kwargs):
     def to_proxy(x):
         if isinstance(x, torch.Tensor):
             aliased = by_fake.get(id(x))
-            if aliased is not None:
+            if aliased is not None:  # modified in place: from now on it needs a gradient if an input does
+                aliased.requires_grad = aliased.requires_grad or (requires_grad and x.dtype.is_floating_point)
                 return aliased
             return TensorProxy(x.shape, x.dtype, x.device, requires_grad)
         return x

@@ -101,13 +101,15 @@ def functionalize(trace: Trace) -> Trace:
     changed = False
     with tracing(new):
         for bsym in trace.bound_symbols:
+            # the name the program uses for the modified value, which every later use refers to
+            modified = _mutated(bsym) if "opaque" in bsym.sym.tags else None
             if mapping:
                 bsym = substitute(bsym, mapping)
-            target = _mutated(bsym) if "opaque" in bsym.sym.tags else None
-            if target is not None:
+            if modified is not None:
+                target = mapping.get(modified.name, modified)  # its newest out-of-place version
                 result = _rewrite(bsym, target, new) if target.name in fresh else None
                 if result is not None:
-                    mapping[target.name] = result
+                    mapping[modified.name] = result
                     fresh.add(result.name)
                     changed = True
                     continue

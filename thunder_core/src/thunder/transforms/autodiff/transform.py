@@ -63,7 +63,11 @@ def _torch_callable(bsym):
 
 
 def _outputs_need_grad(bsym) -> bool:
-    return any(isinstance(o, TensorProxy) and o.requires_grad for o in bsym.flat_proxy_outputs())
+    """Some output needs a gradient and some input can receive one (a tensor created by
+    ``full`` that an in-place operation later fills from a differentiable value is marked as
+    needing a gradient from its creation on, but its creator has nothing to differentiate)."""
+    return any(isinstance(o, TensorProxy) and o.requires_grad for o in bsym.flat_proxy_outputs()) and \
+        any(isinstance(p, TensorProxy) and p.requires_grad for p in bsym.flat_proxy_args())
 
 
 def _is_identity(bsym) -> bool:
