@@ -117,6 +117,9 @@ MORE_FAMILIES = {
                dict(COMMON, intermediate_size=64, intermediate_size_mlp=128, num_key_value_heads=2, head_dim=16,
                     num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1, no_rope_layers=[1, 0],
                     attention_chunk_size=8, attn_implementation="sdpa")),
+    # relative positions computed in Python from arange positions (pooled, concatenated, indexed)
+    "funnel": ("FunnelConfig", "FunnelModel", dict(d_model=64, n_head=4, d_head=16, d_inner=128, vocab_size=256,
+                                                    block_sizes=[1, 1])),
     # convolutional audio encoder + decoder with cross-attention
     "whisper": ("WhisperConfig", "WhisperModel",
                 dict(d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
@@ -147,3 +150,12 @@ def test_more_families_train_like_eager(name):
     assert actual_grads.keys() == expected_grads.keys()
     for n, g in expected_grads.items():
         torch.testing.assert_close(actual_grads[n], g, atol=2e-4, rtol=1e-3)
+
+
+def test_mamba2_with_its_cache_branches_on_known_positions():
+    """Mamba-2 inference makes its cache and ``cache_position = arange(conv_kernel)``, then branches
+    on ``cache_position[0] > 0`` after writing the cache in place."""
+    model = _build("Mamba2Config", "Mamba2ForCausalLM",
+                   dict(hidden_size=64, num_hidden_layers=2, vocab_size=256, num_heads=4, head_dim=32, state_size=16,
+                        n_groups=1, expand=2, chunk_size=8))
+    _check(model, thunder.compile(model), input_ids=torch.randint(0, 256, (2, 12)), use_cache=True)

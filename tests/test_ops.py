@@ -141,6 +141,38 @@ def test_math_on_python_numbers_gives_tensors_whose_values_python_may_use():
         thunder.compile(lambda t: t.view(t.sum().long(), -1))(torch.ones(2, 2))
 
 
+def test_positions_built_from_constants_have_values_python_may_use():
+    """``arange`` positions, indexed, sliced, concatenated with ``new_tensor`` data (Funnel's
+    relative positions; Mamba-2's ``if cache_position[0] > 0``)."""
+    def f(x, cache):
+        pos = torch.arange(0, x.shape[1]).to(torch.float32)
+        pooled = torch.cat([pos.new_tensor([-1.0]), pos[1:][::2]], axis=0)
+        cache.add_(1)  # an in-place write to other memory keeps the values
+        rel = torch.arange(pooled[0] - pos[0], pos[-1] + 1, dtype=torch.long)
+        if pos[0] > 0:
+            x = x * 2
+        return x[:, : len(pooled)] + rel.sum(), cache
+
+    x = torch.randn(2, 8)
+    actual = thunder.compile(f)(x, torch.zeros(3))
+    expected = f(x, torch.zeros(3))
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e)
+
+
+def test_an_inplace_write_forgets_the_values_of_the_memory_it_changes():
+    """Modifying a view of known positions changes them: their values are no longer assumed."""
+    def f(x):
+        pos = torch.arange(4)
+        pos[1:].add_(10)
+        if pos[1] > 5:
+            return x * 2
+        return x
+
+    with pytest.raises(thunder.DataDependentError, match="values are not known while tracing"):
+        thunder.compile(f)(torch.ones(2))
+
+
 def test_size_given_by_keyword_to_factories_and_new_methods():
     def f(x):
         return x.new_ones(size=x.size()) + torch.zeros(size=(2, 3)), torch.ones(size=[3]), x.new_zeros(size=(2,))

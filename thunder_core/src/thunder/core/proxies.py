@@ -173,10 +173,15 @@ class TensorProxy(Proxy):
         method = TENSOR_METHODS.get(name)
         if method is not None:
             def call(*args, **kwargs):
+                given = (self, *args), kwargs
                 if kwargs:
                     args, kwargs = KEYWORDS_HANDLER[0](name, method, (self, *args), kwargs)
-                    return method(*args, **kwargs)
-                return method(self, *args)
+                    result = method(*args, **kwargs)
+                else:
+                    result = method(self, *args)
+                if self.value is not None:
+                    CONSTANT_VALUE_HANDLER[0](getattr(torch.Tensor, name), *given, result)
+                return result
 
             return call
         torch_method = getattr(torch.Tensor, name, None)

@@ -53,6 +53,9 @@ class Trace:
         self._scopes: list[list] = [self.bound_symbols]
         # returns "file:line" source information for the operation being recorded (set by acquisition)
         self.source_provider: Callable[[], tuple | None] | None = None
+        # tensors whose values are known while tracing -> the tensor whose memory they are
+        # (see thunder.torch.constant_value)
+        self.known_values: dict = {}
 
     # -- names --------------------------------------------------------------------------------
     def make_name(self, prefix: str = "t") -> str:

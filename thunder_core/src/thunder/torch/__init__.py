@@ -15,6 +15,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from thunder.core import proxies
+from thunder.core.trace import current_trace
 from thunder.torch import checks, creation, elementwise, nn, opaque, random, reduction, shape  # noqa: F401  (registers)
 from thunder.torch.opaque import is_inplace, opaque_call
 from thunder.torch.registry import ALL, SYMBOL_TO_TORCH, TORCH_TO_SYMBOL, namespace
@@ -27,14 +28,19 @@ def dispatch(fn, args, kwargs):
     if _is_state_query(fn, args, kwargs) or (fn in _VALUE_TYPES and not _has_proxy(args, kwargs)):
         return fn(*args, **kwargs)
     if is_inplace(fn, kwargs):
+        _forget_known_values(kwargs.get("out", args[0] if args else None))
         return opaque_call(fn, args, kwargs)
     target = _symbol_for(fn)
     if target is None:
-        return opaque_call(fn, args, kwargs)
+        result = opaque_call(fn, args, kwargs)
+        if fn in _FROM_DATA:
+            constant_value(fn, args, kwargs, result)
+        return result
+    given = args, kwargs
     if kwargs:
         args, kwargs = torch_keywords_by_position(getattr(fn, "__name__", ""), target, args, kwargs)
     result = target(*args, **kwargs)
-    constant_value(fn, args, kwargs, result)
+    constant_value(fn, *given, result)
     return result
 
 
@@ -56,9 +62,11 @@ def torch_keywords_by_position(name: str, target, args, kwargs):
     """Arguments the caller passed by torch's own parameter names (``baddbmm(batch1=q, batch2=k)``)
     where the definition names them differently: moved to their positions, which torch's operator
     schema gives. A keyword naming the definition's ``*size`` parameter (``x.new_ones(size=s)``,
-    ``torch.zeros(size=s)``) becomes the last positional argument. Keywords the definition knows
-    are left alone."""
+    ``torch.zeros(size=s)``) becomes the last positional argument. NumPy's ``axis``/``keepdims``
+    are ``dim``/``keepdim``. Keywords the definition knows are left alone."""
     names, known, var_keyword, var_positional = _parameters(target)
+    if any(k in _NUMPY_NAMES and k not in known for k in kwargs):
+        kwargs = {_NUMPY_NAMES.get(k, k) if k not in known else k: v for k, v in kwargs.items()}
     if var_positional is not None and var_positional in kwargs and len(args) == len(names):
         kwargs = dict(kwargs)
         args = (*args, kwargs.pop(var_positional))
@@ -82,6 +90,10 @@ def torch_keywords_by_position(name: str, target, args, kwargs):
         else:
             return args, kwargs  # a gap: let the call fail with torch-like arguments as given
     return tuple(filled), moved
+
+
+# NumPy's names, which torch's argument parser accepts for every operator (``torch.cat(ts, axis=0)``)
+_NUMPY_NAMES = {"axis": "dim", "keepdims": "keepdim"}
 
 
 @functools.lru_cache(maxsize=None)
@@ -113,37 +125,107 @@ def _is_state_query(fn, args, kwargs) -> bool:
 _VALUE_TYPES = {torch.device, torch.Size, torch.finfo, torch.iinfo}
 
 
+# symbols whose result's value follows from their arguments' values (no randomness, no memory)
+_VALUE_MODULES = {elementwise.__name__, shape.__name__, creation.__name__}
+_FROM_DATA = {torch.tensor, torch.as_tensor, torch.Tensor.new_tensor}  # tensors made from Python numbers
+_MAX_KNOWN_NUMEL = 4096  # larger values are not worth computing while tracing
+_CONSTANT_LEAVES = (int, float, bool, str, type(None), torch.dtype, slice, type(Ellipsis))
+
+
 def constant_value(fn, args, kwargs, result) -> None:
-    """Gives a scalar ``result`` its value (``TensorProxy.value``) when that is fixed by what the
-    prologue guards: elementwise math on Python numbers (given or guarded) and tensors with known
-    values, computed as eager computes it, so Python code may use it as a size or in a branch
-    (``view(n, torch.div(seq_len, w, rounding_mode="trunc"))``); or a comparison that the range of
-    a uniform draw decides (``torch.rand([])`` has ``interval`` [0, 1))."""
-    if not isinstance(result, proxies.TensorProxy) or result.ndim != 0:
+    """Gives a small ``result`` its value (``TensorProxy.value``) when that is fixed by what the
+    prologue guards: elementwise math, shape operations, indexing and creation (``arange``) on
+    Python numbers (given or guarded) and tensors with known values, computed as eager computes
+    it, so Python code may use it as a size or in a branch (``view(n, torch.div(seq_len, w,
+    rounding_mode="trunc"))``, ``if cache_position[0] > 0``); or a comparison that the range of a
+    uniform draw decides (``torch.rand([])`` has ``interval`` [0, 1)). An in-place operation
+    forgets the values of the tensors that may share the modified tensor's memory."""
+    if not isinstance(result, proxies.TensorProxy) or result.numel() > _MAX_KNOWN_NUMEL:
         return
     if fn in (torch.rand, torch.rand_like):
         result.interval = (0.0, 1.0)
         return
     decided = _decided_by_interval(fn, args)
     if decided is not None:
-        result.value = torch.tensor(decided)
+        _know(result, torch.tensor(decided))
         return
     target = _symbol_for(fn)
-    if getattr(getattr(target, "fn", None), "__module__", None) != elementwise.__name__:
+    if fn not in _FROM_DATA and getattr(getattr(target, "fn", None), "__module__", None) not in _VALUE_MODULES:
         return
-    flat, spec = tree_flatten((args, kwargs))
+    flat, spec = tree_flatten((args, {k: v for k, v in kwargs.items() if k != "device"}))
     values = []
     for x in flat:
         if isinstance(x, proxies.TensorProxy) and x.value is not None:
             values.append(x.value)
         elif isinstance(x, proxies.NumberProxy):  # the prologue guards its value
             values.append(x.value)
-        elif type(x) in (int, float, bool, str, type(None), torch.dtype):
+        elif type(x) in _CONSTANT_LEAVES:
             values.append(x)
         else:
             return
     real_args, real_kwargs = tree_unflatten(values, spec)
-    result.value = fn(*real_args, **real_kwargs)
+    try:
+        value = fn(*real_args, **real_kwargs)
+    except Exception:  # noqa: BLE001 -- the value stays unknown; the traced operation stands
+        return
+    if isinstance(value, torch.Tensor) and value.shape == result.shape and value.dtype == result.dtype:
+        _know(result, value, fn, args)
+
+
+def _know(proxy, value, fn=None, args=()) -> None:
+    """Records ``proxy``'s value, with the tensor whose memory it is (itself when ``fn`` made new
+    memory, the root of its one tensor argument when ``fn`` may return a view, None: unknown)."""
+    proxy.value = value
+    tensors = [a for a in tree_flatten(args)[0] if isinstance(a, proxies.TensorProxy)]
+    known = current_trace().known_values
+    if fn is None or not tensors or _makes_new_memory(fn):
+        known[proxy] = proxy
+    else:
+        known[proxy] = known.get(tensors[0]) if len(tensors) == 1 else None
+
+
+_NEW_MEMORY = {torch.cat, torch.concat, torch.concatenate, torch.stack, torch.tensor, torch.Tensor.new_tensor}
+
+
+def _makes_new_memory(fn) -> bool:
+    module = getattr(getattr(_symbol_for(fn), "fn", None), "__module__", None)
+    return fn in _NEW_MEMORY or module == elementwise.__name__
+
+
+def _memory_root(x, depth: int = 8, window: int = 256):
+    """The tensor whose memory ``x`` is: an input of the trace, or the result of an operation that
+    makes new memory, found by following the shape operations and conversions recorded last back
+    from ``x``; None when that is not certain."""
+    trace = current_trace()
+    inputs = {id(a) for a in trace.args}
+    for _ in range(depth):
+        if not isinstance(x, proxies.TensorProxy):
+            return None
+        if id(x) in inputs:
+            return x
+        producer = next((b for b in reversed(trace.bound_symbols[-window:])
+                         if any(o is x for o in b.flat_proxy_outputs())), None)
+        module = getattr(getattr(getattr(producer, "sym", None), "fn", None), "__module__", None)
+        tensors = [p for p in producer.flat_proxy_args() if isinstance(p, proxies.TensorProxy)] if producer else []
+        if module in (elementwise.__name__, reduction.__name__) or (module == creation.__name__ and not tensors):
+            return x
+        if module not in (shape.__name__, creation.__name__) or len(tensors) != 1:
+            return None
+        x = tensors[0]
+    return None
+
+
+def _forget_known_values(modified) -> None:
+    """Before ``modified`` changes in place: forget the values of the tensors that may share its
+    memory (all of them, when where its memory comes from is not certain)."""
+    known = current_trace().known_values
+    if not known:
+        return
+    root = _memory_root(modified)
+    for proxy, proxy_root in list(known.items()):
+        if root is None or proxy_root is None or proxy_root is root:
+            proxy.value = None
+            del known[proxy]
 
 
 def _decided_by_interval(fn, args) -> bool | None:

@@ -82,12 +82,19 @@ def new_full(a, size, fill_value, *, dtype=None, layout=None, device=None, pin_m
     return prims.full(_size((size,)), fill_value, dtype or a.dtype, _device(device, a.device))
 
 
+def _number(x):
+    """A Python number, also from a tensor whose value is known while tracing (``arange(t[0], n)``)."""
+    if isinstance(x, TensorProxy):
+        return x._known_value().item()  # without a known value: DataDependentError
+    return pyval(x)
+
+
 @torchsymbol(torch.arange)
 def arange(start, end=None, step=1, *, out=None, dtype=None, layout=None, device=None,
            pin_memory=False, requires_grad=False):
     if end is None:
         start, end = 0, start
-    start, end, step = pyval(start), pyval(end), pyval(step)
+    start, end, step = (_number(v) for v in (start, end, step))
     if dtype is None:
         is_float = any(isinstance(v, float) for v in (start, end, step))
         dtype = torch.get_default_dtype() if is_float else torch.int64
