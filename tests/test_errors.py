@@ -87,3 +87,22 @@ def test_reading_tensor_memory_is_a_clear_error(body):
     fn = eval(f"lambda x: {body}")
     with pytest.raises(thunder.UnsupportedOpError, match="reads a tensor's memory"):
         thunder.compile(fn)(torch.randn(2))
+
+
+def _train_step(model, x):
+    loss = model(x).square().mean()
+    loss.backward()
+    return loss.detach()
+
+
+def _grad_penalty(x):
+    (g,) = torch.autograd.grad((x * x).sum(), x, create_graph=True)
+    return g.sum()
+
+
+@pytest.mark.parametrize("fn", [_train_step, _grad_penalty])
+def test_autograd_inside_the_compiled_function_is_a_clear_error_naming_the_line(fn):
+    args = (torch.nn.Linear(3, 1), torch.randn(2, 3)) if fn is _train_step else (torch.randn(3, requires_grad=True),)
+    with pytest.raises(thunder.UnsupportedOpError, match="call .backward.. and the optimizer step outside") as info:
+        thunder.compile(fn)(*args)
+    assert "test_errors.py" in "\n".join(getattr(info.value, "__notes__", []))

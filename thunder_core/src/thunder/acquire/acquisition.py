@@ -40,7 +40,7 @@ from thunder.acquire.vmap import Vmapped
 from thunder.core.errors import UnsupportedOpError
 from thunder.core.proxies import NumberProxy, Proxy, TensorProxy
 from thunder.core.trace import Trace, tracing
-from thunder.torch import checks
+from thunder.torch import checks, opaque
 
 # modules whose Python code is run natively, never interpreted
 _NATIVE_MODULE_PREFIXES = ("thunder.", "logging", "warnings", "typing", "inspect", "abc", "importlib",
@@ -424,7 +424,15 @@ def _compiler_hint(hooks, *args, **kwargs):
     return None
 
 
+def _autograd_call(hooks, *args, **kwargs):
+    """``torch.autograd.grad`` / ``backward`` inside the program (``loss.backward()`` on a traced
+    tensor ends in the same error, raised where opaque operations are made)."""
+    raise opaque.autograd_inside_error()
+
+
 _SPECIAL_LOOKASIDES = {
+    torch.autograd.backward: _autograd_call,
+    torch.autograd.grad: _autograd_call,
     torch.utils.checkpoint.checkpoint: _checkpoint,
     torch.compiler.is_compiling: _is_compiling,
     torch._is_all_true: _is_all_true,

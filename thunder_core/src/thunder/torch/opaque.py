@@ -93,6 +93,8 @@ def _run_on_fakes(fn, args, kwargs):
 
     fargs, fkwargs = tree_map(to_fake, (args, kwargs))
     name = callable_name(fn)
+    if fn is torch.Tensor.backward:
+        raise autograd_inside_error()
     if getattr(fn, "__name__", None) in _MEMORY_ACCESSORS:
         raise UnsupportedOpError(f"{name} is not supported: it reads a tensor's memory (address, storage or "
                                  "data as NumPy), which a trace does not have; do it outside the compiled "
@@ -113,6 +115,13 @@ def _run_on_fakes(fn, args, kwargs):
             raise UnsupportedOpError(f"{name} is not supported: PyTorch cannot compute its output "
                                      f"shapes without data ({e})") from e
         raise
+
+
+def autograd_inside_error() -> UnsupportedOpError:
+    return UnsupportedOpError(
+        "backward() / torch.autograd.grad inside the compiled function is not supported: Thunder "
+        "differentiates the compiled program itself. Compile the forward (the model, or a function "
+        "returning the loss) and call .backward() and the optimizer step outside it.")
 
 
 # Tensor methods whose result is the tensor's memory itself, not a value computed from it
