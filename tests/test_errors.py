@@ -106,3 +106,11 @@ def test_autograd_inside_the_compiled_function_is_a_clear_error_naming_the_line(
     with pytest.raises(thunder.UnsupportedOpError, match="call .backward.. and the optimizer step outside") as info:
         thunder.compile(fn)(*args)
     assert "test_errors.py" in "\n".join(getattr(info.value, "__notes__", []))
+
+
+def test_reading_grad_inside_the_compiled_function_is_a_clear_error():
+    model = torch.nn.Linear(3, 1)
+    model(torch.randn(2, 3)).sum().backward()
+    clip = thunder.compile(lambda params: torch.nn.utils.clip_grad_norm_(params, 0.1))
+    with pytest.raises(thunder.UnsupportedOpError, match="optimizer step outside"):
+        clip(list(model.parameters()))

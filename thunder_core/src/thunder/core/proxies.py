@@ -188,6 +188,13 @@ class TensorProxy(Proxy):
         if callable(torch_method) and not name.startswith("_"):
             # a Tensor method without a torch-language definition: traced as an opaque op
             return lambda *args, **kwargs: TORCH_FUNCTION_HANDLER[0](torch_method, (self, *args), kwargs)
+        if name in ("grad", "_grad"):
+            from thunder.core.errors import UnsupportedOpError
+
+            raise UnsupportedOpError(
+                "reading a tensor's .grad inside the compiled function is not supported (gradients exist "
+                "once the backward has run): compile the forward, and run gradient clipping and the "
+                "optimizer step outside the compiled function")
         raise AttributeError(f"Thunder does not support the Tensor attribute '{name}' in traced code")
 
     @classmethod
