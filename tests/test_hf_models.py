@@ -18,6 +18,11 @@ CAUSAL_LMS = {
     "gemma": ("GemmaConfig", "GemmaForCausalLM", dict(COMMON, num_key_value_heads=2, head_dim=16)),
     "gpt2": ("GPT2Config", "GPT2LMHeadModel", dict(n_embd=64, n_layer=2, n_head=4, vocab_size=256, n_positions=128)),
     "gpt_neox": ("GPTNeoXConfig", "GPTNeoXForCausalLM", dict(COMMON)),
+    # Mixture of Experts with dense routing (top-k scores scattered into a full score matrix)
+    "llama4_moe": ("Llama4TextConfig", "Llama4ForCausalLM",
+                   dict(COMMON, intermediate_size=64, intermediate_size_mlp=128, num_key_value_heads=2, head_dim=16,
+                        num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1,
+                        no_rope_layers=[1, 0], attention_chunk_size=8, attn_implementation="sdpa")),
 }
 
 
@@ -110,13 +115,8 @@ MORE_FAMILIES = {
     # a selective scan written as a Python loop over the sequence; marks its cache for torch.compile
     "mamba": ("MambaConfig", "MambaForCausalLM", dict(hidden_size=32, num_hidden_layers=2, vocab_size=256,
                                                       state_size=4, expand=2, conv_kernel=4)),
-    # a Mixture-of-Experts model whose routing is dense: top-k scores scattered into a full
-    # score matrix (in place, from differentiable values), every expert applied to score-weighted
-    # tokens; chunked local attention and layers without rotary embeddings
-    "llama4": ("Llama4TextConfig", "Llama4ForCausalLM",
-               dict(COMMON, intermediate_size=64, intermediate_size_mlp=128, num_key_value_heads=2, head_dim=16,
-                    num_local_experts=4, num_experts_per_tok=1, interleave_moe_layer_step=1, no_rope_layers=[1, 0],
-                    attention_chunk_size=8, attn_implementation="sdpa")),
+    # the Mixture-of-Experts model above: its router fills a score matrix in place from top-k values
+    "llama4": CAUSAL_LMS["llama4_moe"],
     # relative positions computed in Python from arange positions (pooled, concatenated, indexed)
     "funnel": ("FunnelConfig", "FunnelModel", dict(d_model=64, n_head=4, d_head=16, d_inner=128, vocab_size=256,
                                                     block_sizes=[1, 1])),
