@@ -357,3 +357,18 @@ def test_retracing_again_and_again_warns_with_the_failing_check():
     with pytest.warns(thunder.RetraceWarning, match=r"_v = .*\.step; if type\(_v\) is not int or _v != 6\. "):
         for step in range(1, 9):
             torch.testing.assert_close(compiled(torch.ones(2)), torch.full((2,), float(step)))
+
+
+def test_past_the_retrace_limit_new_calls_run_eagerly_and_known_ones_stay_compiled():
+    """A length that grows every call (a decoding loop with a growing cache) would trace forever."""
+    compiled = thunder.compile(lambda x: x.sin() * 2, retrace_limit=3)
+    with pytest.warns(thunder.RetraceWarning, match=r"now run eagerly \(retrace_limit=3\)"):
+        for n in range(1, 7):
+            x = torch.randn(n)
+            torch.testing.assert_close(compiled(x), x.sin() * 2)
+    assert thunder.cache_misses(compiled) == 6 and len(compiled.cache) == 3
+    hits = thunder.cache_hits(compiled)
+    compiled(torch.randn(2))  # a length traced before the limit: still compiled
+    assert thunder.cache_hits(compiled) == hits + 1
+    with pytest.raises(ValueError, match="retrace_limit"):
+        thunder.compile(lambda x: x, retrace_limit=0)

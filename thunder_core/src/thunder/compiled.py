@@ -39,6 +39,9 @@ CORE_OPTIONS = {
                 "unsupported op) runs eagerly, with a FallbackWarning once, instead of raising",
     "sharp_edges": "'warn' or 'error': report programs that read mutable globals or do I/O (print, "
                    "open, time, random, logging) while acquired, which the compiled program won't repeat",
+    "retrace_limit": "traces of one callable after which a call that matches none of them runs eagerly "
+                     "(with a RetraceWarning naming the failing check) instead of being traced again; default "
+                     "16, None for no limit",
     "checkpoint": "activation checkpointing of submodules: a module class or tuple of classes, a predicate "
                   "(qualified_name, module) -> bool, or True (children of ModuleLists); their forward's "
                   "intermediates are recomputed in the backward instead of saved",
@@ -56,6 +59,7 @@ class RetraceWarning(UserWarning):
 
 CACHE_LIMIT = 64  # entries per compiled callable; the least recently added are dropped
 RETRACE_WARNING = 8  # traces of one callable after which RetraceWarning says why calls miss
+RETRACE_LIMIT = 16  # default retrace_limit: traces after which calls that miss run eagerly
 
 
 @dataclass
@@ -98,6 +102,7 @@ class CompiledFunction:
         self.misses = 0
         self.last_entry: CacheEntry | None = None
         self._warned_fallback = False
+        self._warned_limit = False
         functools.update_wrapper(self, fn, updated=())
 
     # -- configuration -------------------------------------------------------------------------
@@ -110,6 +115,9 @@ class CompiledFunction:
             listing = ", ".join(sorted(known)) or "none"
             raise TypeError(f"unknown thunder.compile option(s) {', '.join(unknown)}; options the "
                             f"loaded plugins understand: {listing}")
+        limit = self.options.get("retrace_limit", RETRACE_LIMIT)
+        if limit is not None and (type(limit) is not int or limit < 1):
+            raise ValueError(f"thunder.compile option retrace_limit={limit!r}: expected a positive int or None")
         for name, allowed in (("fallback", (None, "error", "eager")),
                               ("sharp_edges", (None, "allow", "warn", "error"))):
             if self.options.get(name) not in allowed:
@@ -149,6 +157,13 @@ class CompiledFunction:
                 self.last_entry = entry
                 return entry.run(inputs, args, kwargs, module)
         self.misses += 1
+        limit = self.options.get("retrace_limit", RETRACE_LIMIT)
+        if limit is not None and self.misses > limit:
+            if not self._warned_limit:
+                self._warned_limit = True
+                self._warn_retracing(args, kwargs, f"calls that match none of its traces now run eagerly "
+                                     f"(retrace_limit={limit})")
+            return self.fn(*args, **kwargs)
         if self.misses == RETRACE_WARNING and self.cache:
             self._warn_retracing(args, kwargs)
         try:
@@ -163,14 +178,15 @@ class CompiledFunction:
         # already reject the state the program left; the next call then acquires again.
         return entry.run(inputs, args, kwargs, module)
 
-    def _warn_retracing(self, args, kwargs) -> None:
+    def _warn_retracing(self, args, kwargs, consequence: str = "") -> None:
         """Names the check of the newest trace's prologue that this call fails: the value that
         keeps changing (a position counter kept as a Python int, a new object each call)."""
         reason = self.cache[0].prologue.first_failing_check(args, kwargs, self.module)
         name = getattr(self.fn, "__qualname__", "the program")
-        warnings.warn(f"thunder traced {name} {self.misses} times; the newest trace does not apply to this call "
+        warnings.warn(f"thunder traced {name} {len(self.cache)} times; the newest trace does not apply to this call "
                       f"because its prologue check fails: {reason}. A value checked like this that changes from "
-                      "call to call traces the program again each time: pass it as a tensor, or keep it fixed.",
+                      "call to call traces the program again each time: pass it as a tensor, or keep it fixed."
+                      + (f" {consequence[0].upper()}{consequence[1:]}." if consequence else ""),
                       RetraceWarning, stacklevel=3)
 
     def _eager_entry(self, failed: AcquisitionFailed) -> CacheEntry:
