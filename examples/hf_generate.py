@@ -29,7 +29,7 @@ def main():
     expected = model.generate(prompt, **options)
     actual = compiled.generate(prompt, **options)
     assert torch.equal(actual, expected), f"tokens differ:\n{actual}\n{expected}"
-    again = compiled.generate(prompt, **options)  # a new static cache object
+    again = compiled.generate(prompt, **options)  # generate() resets and reuses its static cache: no new trace
     assert torch.equal(again, expected), "a second generate() differs"
     print(f"generated {opts.tokens} tokens with a static cache, equal to eager: {actual[0, 8:].tolist()}")
     print(f"compiled forward: {thunder.cache_misses(compiled)} traces, {thunder.cache_hits(compiled)} cache hits")
