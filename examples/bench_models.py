@@ -77,6 +77,26 @@ def _print_profile(title, step, rows=40):
     print(prof.key_averages().table(sort_by="device_time_total", row_limit=rows, max_name_column_width=70))
 
 
+def _write_kernels(directory, title, step):
+    """Every CUDA kernel of one step (total time, launches, time per launch), most time first: diff
+    two implementations' files to see where one spends more."""
+    import pathlib
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    rows = sorted(((e.device_time_total, e.count, e.key) for e in prof.key_averages()
+                   if e.device_time_total > 0 and not e.key.startswith(("aten::", "autograd::", "cuda"))),
+                  reverse=True)
+    path = pathlib.Path(directory)
+    path.mkdir(parents=True, exist_ok=True)
+    lines = [f"total {sum(r[0] for r in rows):.0f} us, {sum(r[1] for r in rows)} launches"]
+    lines += [f"{t:10.1f} {n:5d} {t / n:8.1f}  {k[:160]}" for t, n, k in rows]
+    (path / ("".join(c if c.isalnum() else "_" for c in title) + ".txt")).write_text("\n".join(lines) + "\n")
+
+
 def _write_traces(directory, name, fn):
     """The executed forward (and backward) trace of ``fn``, to read what ran."""
     import pathlib
@@ -90,7 +110,8 @@ def _write_traces(directory, name, fn):
         (path / f"{stem}.backward.py").write_text(str(backward[-1]))
 
 
-def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=False, traces_dir=None, rounds=5):
+def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=False, traces_dir=None, rounds=5,
+             kernels_dir=None):
     """Times the implementations in interleaved rounds (eager, torch.compile, Thunder, eager, ...)
     so that a GPU's clock drifting over the run (it heats up) is shared by all of them rather than
     charged to whichever runs last."""
@@ -119,10 +140,12 @@ def run_case(name, model, make_step, device, iters, warmup, tolerance, profile=F
         for impl, step in steps.items():
             times[impl] += timer(step, max(1, iters // rounds))
     model.zero_grad(set_to_none=True)
-    if profile:
-        for impl, step in steps.items():
+    for impl, step in steps.items():
+        if profile:
             _print_profile(f"{name}: {impl}", step)
-        model.zero_grad(set_to_none=True)
+        if kernels_dir:
+            _write_kernels(kernels_dir, f"{name} {impl}", step)
+    model.zero_grad(set_to_none=True)
     rows = [(impl, statistics.median(times[impl]), first[impl], peak[impl]) for impl in implementations]
     for impl in ("torch.compile", "thunder"):
         # bf16 outputs of differently fused programs differ elementwise; compare relative to scale
@@ -145,6 +168,7 @@ def main():
     parser.add_argument("--only", default="", help="comma-separated case names to run")
     parser.add_argument("--profile", action="store_true", help="print each implementation's top CUDA kernels")
     parser.add_argument("--traces", default=None, help="directory to write Thunder's executed traces to")
+    parser.add_argument("--kernels", default=None, help="directory to write each implementation's CUDA kernels to")
     opts = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() and not opts.tiny else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -194,7 +218,7 @@ def main():
         if only and not any(o in name for o in only):
             continue
         run_case(name, model, make_step, device, iters, warmup, tolerance, opts.profile and device.type == "cuda",
-                 opts.traces)
+                 opts.traces, kernels_dir=opts.kernels if device.type == "cuda" else None)
 
 
 if __name__ == "__main__":
