@@ -161,8 +161,8 @@ class CompiledFunction:
         if limit is not None and self.misses > limit:
             if not self._warned_limit:
                 self._warned_limit = True
-                self._warn_retracing(args, kwargs, f"calls that match none of its traces now run eagerly "
-                                     f"(retrace_limit={limit})")
+                self._warn_retracing(args, kwargs, f"Calls that match none of its traces now run eagerly "
+                                     f"(retrace_limit={limit}).")
             return self.fn(*args, **kwargs)
         if self.misses == RETRACE_WARNING and self.cache:
             self._warn_retracing(args, kwargs)
@@ -186,7 +186,7 @@ class CompiledFunction:
         warnings.warn(f"thunder traced {name} {len(self.cache)} times; the newest trace does not apply to this call "
                       f"because its prologue check fails: {reason}. A value checked like this that changes from "
                       "call to call traces the program again each time: pass it as a tensor, or keep it fixed."
-                      + (f" {consequence[0].upper()}{consequence[1:]}." if consequence else ""),
+                      + (f" {consequence}" if consequence else ""),
                       RetraceWarning, stacklevel=3)
 
     def _eager_entry(self, failed: AcquisitionFailed) -> CacheEntry:

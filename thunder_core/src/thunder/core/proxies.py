@@ -28,7 +28,7 @@ TORCH_FUNCTION_HANDLER: list = [None]
 # torch's parameter names moved to their positions
 KEYWORDS_HANDLER: list = [None]
 # hook set by thunder.torch: (torch callable, args, kwargs, result) -> None, giving ``result`` its
-# value when it is elementwise math on constants (see ``TensorProxy.value``)
+# value when that follows from constants (see ``TensorProxy.value``)
 CONSTANT_VALUE_HANDLER: list = [None]
 
 _SHORT_DTYPE = {
@@ -55,12 +55,13 @@ class Proxy:
 
 
 class TensorProxy(Proxy):
-    """A tensor in a trace: its name and metadata, no data. ``value`` is the real 0-d tensor it
-    holds when that is known while tracing: elementwise math on constants only
-    (``torch.div(seq_len, 2) - 1`` with ``seq_len`` a guarded Python int), or a comparison whose
-    outcome the range of a random draw decides (``torch.rand([]) < 0.0``: a layer-drop test with
-    layer drop off). Python code may use such a value (as a size, in a branch) like eager does;
-    every other tensor's value is unknown while tracing. ``interval`` is ``(low, high)`` for a
+    """A tensor in a trace: its name and metadata, no data. ``value`` is the real (small) tensor it
+    holds when that is known while tracing: math, shape operations and creation on constants
+    (``torch.div(seq_len, 2) - 1`` with ``seq_len`` a guarded Python int, ``torch.arange(n)[0]``),
+    or a comparison whose outcome the range of a random draw decides (``torch.rand([]) < 0.0``: a
+    layer-drop test with layer drop off); see ``thunder.torch.constant_value``. Python code may use
+    such a value (as a size, in a branch) like eager does; every other tensor's value is unknown
+    while tracing. ``interval`` is ``(low, high)`` for a
     scalar drawn uniformly from ``[low, high)``."""
 
     __slots__ = ("shape", "dtype", "device", "requires_grad", "value", "interval")

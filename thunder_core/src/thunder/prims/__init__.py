@@ -126,6 +126,9 @@ device_put = make_prim("device_put", _device_put_meta)  # a copy on another devi
 
 # -- shapes -----------------------------------------------------------------------------------
 
+# shape primitives whose output may be a view of their input's memory
+VIEW_PRIMS = frozenset({"broadcast_in_dim", "reshape", "transpose", "slice", "squeeze"})
+
 
 def _broadcast_in_dim_meta(a, shape, broadcast_dimensions):
     _check(len(broadcast_dimensions) == a.ndim, "prims.broadcast_in_dim: one dimension per input dim")

@@ -149,8 +149,7 @@ def constant_value(fn, args, kwargs, result) -> None:
     if decided is not None:
         _know(result, torch.tensor(decided))
         return
-    target = _symbol_for(fn)
-    if fn not in _FROM_DATA and getattr(getattr(target, "fn", None), "__module__", None) not in _VALUE_MODULES:
+    if fn not in _FROM_DATA and _defined_in(_symbol_for(fn)) not in _VALUE_MODULES:
         return
     flat, spec = tree_flatten((args, {k: v for k, v in kwargs.items() if k != "device"}))
     values = []
@@ -188,8 +187,12 @@ _NEW_MEMORY = {torch.cat, torch.concat, torch.concatenate, torch.stack, torch.te
 
 
 def _makes_new_memory(fn) -> bool:
-    module = getattr(getattr(_symbol_for(fn), "fn", None), "__module__", None)
-    return fn in _NEW_MEMORY or module == elementwise.__name__
+    return fn in _NEW_MEMORY or _defined_in(_symbol_for(fn)) == elementwise.__name__
+
+
+def _defined_in(symbol) -> str | None:
+    """The module of the torch language that defines ``symbol`` (``thunder.torch.shape``...)."""
+    return getattr(getattr(symbol, "fn", None), "__module__", None)
 
 
 def _memory_root(x, depth: int = 8, window: int = 256):
@@ -205,7 +208,7 @@ def _memory_root(x, depth: int = 8, window: int = 256):
             return x
         producer = next((b for b in reversed(trace.bound_symbols[-window:])
                          if any(o is x for o in b.flat_proxy_outputs())), None)
-        module = getattr(getattr(getattr(producer, "sym", None), "fn", None), "__module__", None)
+        module = _defined_in(getattr(producer, "sym", None))
         tensors = [p for p in producer.flat_proxy_args() if isinstance(p, proxies.TensorProxy)] if producer else []
         if module in (elementwise.__name__, reduction.__name__) or (module == creation.__name__ and not tensors):
             return x

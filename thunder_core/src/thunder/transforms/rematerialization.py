@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 
+from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.transforms import checkpoint
@@ -34,32 +35,27 @@ _CHEAP_PRIMS = {"broadcast_in_dim", "reshape", "transpose", "squeeze", "convert_
                 "iota", "where", "slice", "cat", "pad", "flip"}
 
 
-def _is_cheap(bsym: BoundSymbol) -> bool:
-    """Elementwise or shape work all the way down (no reductions, matmuls, randomness, opaque ops)."""
+def _only_prims(bsym: BoundSymbol, accepted) -> bool:
+    """Whether every primitive ``bsym`` decomposes into is deterministic and ``accepted(symbol)``
+    (a symbol without a decomposition into primitives, an opaque op, is not)."""
     for b in bsym.walk():
         if b.subsymbols:
             continue
-        if b.sym.module != "prims" or "random" in b.sym.tags:
+        if b.sym.module != "prims" or "random" in b.sym.tags or not accepted(b.sym):
             return False
-        if "elementwise" not in b.sym.tags and b.sym.name not in _CHEAP_PRIMS:
-            return False
-    return bool(bsym.subsymbols) or bsym.sym.module == "prims"
+    return True
+
+
+def _is_cheap(bsym: BoundSymbol) -> bool:
+    """Elementwise or shape work all the way down (no reductions, matmuls, randomness, opaque ops)."""
+    return _only_prims(bsym, lambda s: "elementwise" in s.tags or s.name in _CHEAP_PRIMS) and \
+        (bool(bsym.subsymbols) or bsym.sym.module == "prims")
 
 
 def _fuses_its_inputs(bsym: BoundSymbol) -> bool:
     """Elementwise, shape and reduction work, which a fused kernel computes from its inputs'
     producers on the fly (a matmul or fused attention reads its inputs from memory)."""
-    for b in bsym.walk():
-        if b.subsymbols:
-            continue
-        if b.sym.module != "prims" or "random" in b.sym.tags:
-            return False
-        if not ({"elementwise", "reduction"} & set(b.sym.tags)) and b.sym.name not in _CHEAP_PRIMS:
-            return False
-    return True
-
-
-_VIEW_PRIMS = {"reshape", "transpose", "squeeze", "broadcast_in_dim", "slice"}
+    return _only_prims(bsym, lambda s: "elementwise" in s.tags or "reduction" in s.tags or s.name in _CHEAP_PRIMS)
 
 
 def _read_from_memory(trace) -> set[str]:
@@ -67,7 +63,7 @@ def _read_from_memory(trace) -> set[str]:
     through views (``reshape`` then ``matmul``)."""
     read: set[str] = set()
     for b in reversed(trace.bound_symbols):
-        views = all(x.sym.name in _VIEW_PRIMS for x in b.walk() if not x.subsymbols)
+        views = _only_prims(b, lambda s: s.name in prims.VIEW_PRIMS)
         if not _fuses_its_inputs(b) or (views and any(o.name in read for o in b.flat_proxy_outputs())):
             read.update(p.name for p in b.flat_proxy_args())
     return read

@@ -21,6 +21,7 @@ import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
 import thunder.torch as ltorch
+from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
@@ -32,8 +33,6 @@ _OPERATORS = {"__iadd__": torch.add, "__isub__": torch.sub, "__imul__": torch.mu
 _NOT_REWRITTEN = {"requires_grad_", "set_", "resize_", "resize_as_", "share_memory_", "copy_", "zero_",
                   "uniform_", "normal_", "bernoulli_", "random_", "exponential_", "geometric_",
                   "cauchy_", "log_normal_", "retain_grad", "detach_", "index_put_", "put_"}
-# primitives whose output may be a view of their input
-_VIEW_PRIMS = {"broadcast_in_dim", "reshape", "transpose", "slice", "squeeze"}
 
 
 def _out_of_place(fn, kwargs):
@@ -68,7 +67,7 @@ def _makes_fresh_memory(bsym: BoundSymbol) -> bool:
     inputs = {p.name for p in bsym.flat_proxy_args()}
     for o in bsym.flat_proxy_outputs():
         b = producer.get(o.name)
-        if o.name in inputs or b is None or b.sym.module != "prims" or b.sym.name in _VIEW_PRIMS:
+        if o.name in inputs or b is None or b.sym.module != "prims" or b.sym.name in prims.VIEW_PRIMS:
             return False
         if b.sym.name == "convert_element_type" and b.args[0].dtype == o.dtype:
             return False
