@@ -73,10 +73,12 @@ class OperatorExecutor(Executor):
         return checker is None or bool(checker(*bsym.args, **bsym.kwargs))
 
     def claim(self, bsym: BoundSymbol) -> BoundSymbol:
-        """``bsym`` bound to this executor's implementation. The claimed symbol's ``side_effect``
-        and ``random`` tags carry over: fusion executors and dead-code elimination read them."""
+        """``bsym`` bound to this executor's implementation. The claimed symbol's ``side_effect``,
+        ``random`` and ``outside_fusion`` tags carry over: fusion executors and dead-code
+        elimination read them."""
         exec_sym = self._implementations[bsym.sym.id][0]
-        missing = tuple(t for t in ("side_effect", "random") if t in bsym.sym.tags and t not in exec_sym.tags)
+        missing = tuple(t for t in ("side_effect", "random", "outside_fusion")
+                        if t in bsym.sym.tags and t not in exec_sym.tags)
         if missing:
             exec_sym.tags = (*exec_sym.tags, *missing)
         return bsym.with_symbol(exec_sym)

@@ -36,10 +36,11 @@ class TorchCompileExecutor(FusionExecutor):
         """Side-effect-free symbols of the torch executor, or of an executor that registered them
         as ``traceable`` (fused attention), on tensors and numbers only: other values (the autograd
         graph handle of an opaque operation) cannot pass through a compiled graph. Random draws stay
-        outside: Inductor's generator is not eager's, and a seeded program must draw eager's numbers."""
+        outside: Inductor's generator is not eager's, and a seeded program must draw eager's numbers.
+        Symbols tagged ``outside_fusion`` (eager's kernel beats Inductor's lowering) stay out too."""
         tags = bsym.sym.tags
         ours = len(tags) > 1 and tags[0] == "executor" and (tags[1] == "torch" or "traceable" in tags)
-        if not ours or has_side_effect(bsym) or draws_random(bsym):
+        if not ours or "outside_fusion" in tags or has_side_effect(bsym) or draws_random(bsym):
             return False
         return all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_args()) and \
             all(isinstance(p, (TensorProxy, NumberProxy)) for p in bsym.flat_proxy_outputs())

@@ -234,6 +234,24 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0, sca
     return reshape(rows, list(input.shape) + [weight.shape[1]])
 
 
+@torchsymbol(torch.ops.aten.embedding_dense_backward.default, tags=("outside_fusion",))
+def embedding_dense_backward(grad_output, indices, num_weights: int, padding_idx: int, scale_grad_by_freq: bool):
+    """The weight gradient of ``embedding``: each row of ``grad_output`` added into the row its index
+    names, accumulated in float32 as eager does (a low-precision accumulation would round at every
+    repeated token); row ``padding_idx`` gets none. Tagged ``outside_fusion``: eager's kernel touches
+    only the indexed rows, where a fusion compiler's lowering writes the float32 table twice."""
+    if pyval(scale_grad_by_freq):
+        raise NotImplementedError("embedding gradient with scale_grad_by_freq")
+    width = grad_output.shape[-1]
+    flat = reshape(indices, -1)
+    g = to_dtype(reshape(grad_output, [-1, width]), torch.float32)
+    padding_idx = pyval(padding_idx)
+    if padding_idx >= 0:
+        g = where(unsqueeze(ne(flat, padding_idx), -1), g, 0.0)
+    table = prims.full((pyval(num_weights), width), 0, torch.float32, grad_output.device)
+    return to_dtype(prims.index_add(table, flat, g, 0), grad_output.dtype)
+
+
 @torchsymbol(F.dropout)
 def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False):
     p = pyval(p)

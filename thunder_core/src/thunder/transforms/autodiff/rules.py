@@ -545,11 +545,8 @@ def _plain_embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2
 
 @vjp("ltorch.embedding", when=_plain_embedding)
 def _embedding(ctx, input, weight, padding_idx=None, *rest):
-    flat = reshape(input, [-1])
-    g = reshape(ctx.g, [-1, weight.shape[1]])
-    if padding_idx is not None:  # the padding row gets no gradient, as in eager
-        g = where(unsqueeze(ne(flat, pyval(padding_idx) % weight.shape[0]), -1), g, 0.0)
-    return None, prims.index_add(zeros(weight.shape, g), flat, g, 0)
+    padding = -1 if padding_idx is None else pyval(padding_idx) % weight.shape[0]
+    return None, L["embedding_dense_backward"](ctx.g, input, weight.shape[0], padding, False)
 
 
 def _fused_attention(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None,
