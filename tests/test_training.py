@@ -366,6 +366,30 @@ def test_fusion_regions_leave_draws_and_generator_state_to_eager_kernels():
     assert "torchcompile" in final and "get_rng_state()" in final
 
 
+
+@pytest.mark.parametrize("padding_idx", [None, 0])
+def test_embedding_gradient_accumulates_repeated_tokens_as_eager_outside_fusion_regions(padding_idx):
+    """The embedding's weight gradient sums the rows of repeated tokens in float32 as eager does
+    (bf16 sums would round at every repeat), so bf16 gradients equal eager's bit for bit; and it
+    runs eager's kernel after the fused region (Inductor's lowering writes the table twice)."""
+    torch.manual_seed(0)
+    emb = nn.Embedding(16, 8, padding_idx=padding_idx).to(torch.bfloat16)
+    ids = torch.tensor([[3, 3, 3, 0, 5, 3, 3, 0] * 8])  # many repeats of one token
+
+    def f(i):
+        return (emb(i).float().sin() * 3).to(torch.bfloat16)
+
+    g = torch.randn(1, 64, 8, dtype=torch.bfloat16)
+    f(ids).backward(g)
+    expected, emb.weight.grad = emb.weight.grad, None
+    compiled = thunder.compile(f, executors=["torchcompile", "torch"])
+    compiled(ids).backward(g)
+    assert torch.equal(emb.weight.grad, expected)
+    backward = str(thunder.last_backward_traces(compiled)[-1])
+    region_line, = (line for line in backward.splitlines() if "torchcompile_0(" in line and " = " in line)
+    assert "embedding_dense_backward" not in region_line
+    assert backward.index("torchcompile_0(") < backward.index("embedding_dense_backward")
+
 def test_dropout_of_a_permuted_tensor_draws_eagers_mask():
     """Eager draws a dropout mask in the input's memory order (Whisper's encoder drops out a
     permuted conv output); so does the compiled program."""
