@@ -260,3 +260,31 @@ def test_litgpt_gpt_trains_like_float():
         assert _cosine(g, rg) > 0.98
     assert losses[-1] < losses[0] - 0.5
     assert abs(losses[-1] - ref_losses[-1]) < 0.05 * ref_losses[-1]
+
+
+def test_delayed_scaling_history_writes_do_not_split_fusion_regions():
+    """Each layer's history update is an in-place write; the plugin moves them after the fused
+    region, so a forward (and a backward) of several FP8 layers is one region, and the results and
+    histories are those of the eager converted model."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(32, 64), nn.GELU(), nn.Linear(64, 32), nn.GELU(), nn.Linear(32, 32))
+    reference = copy.deepcopy(model)
+    config = dict(emulate=True, history_len=4, skip=())
+    compiled = thunder.compile(model, plugins=[thunder_fp8.FP8("delayed", **config)],
+                               executors=["torchcompile", "fp8", "torch"])
+    thunder_fp8.convert_to_fp8(reference, thunder_fp8.FP8Config(recipe="delayed", **config))
+    for _ in range(3):
+        x = torch.randn(8, 32)
+        out, expected = compiled(x), reference(x)
+        torch.testing.assert_close(out, expected)
+        out.square().sum().backward()
+        expected.square().sum().backward()
+    for (name, a), (_, b) in zip(model.state_dict().items(), reference.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=name)
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a.grad, b.grad)
+    for trace in (thunder.last_traces(compiled)[-1], thunder.last_backward_traces(compiled)[-1]):
+        lines = str(trace).splitlines()
+        regions = [i for i, line in enumerate(lines) if "torchcompile.torchcompile_" in line and " = " in line]
+        records = [i for i, line in enumerate(lines) if "fp8.record_amax(" in line and " = " in line]
+        assert len(regions) == 1 and records and min(records) > regions[0]

@@ -15,6 +15,7 @@ from thunder.plugins import hookimpl
 
 from thunder_fp8.module import FP8Config, FP8Linear, convert_to_fp8
 from thunder_fp8.ops import FP8UnsupportedError, executor, fp8_linear, fp8_supported, traced_fp8_linear
+from thunder_fp8.passes import sink_amax_records
 
 __all__ = ["FP8", "FP8Config", "FP8Linear", "FP8UnsupportedError", "convert_to_fp8", "executor", "fp8_linear",
            "fp8_supported"]
@@ -59,3 +60,9 @@ class FP8:
     @hookimpl
     def thunder_executors(self, options):
         return [executor]
+
+    @hookimpl
+    def thunder_transform_trace(self, trace, stage, options):
+        if stage == "claimed" and self.config.recipe == "delayed":
+            return sink_amax_records(trace)
+        return None

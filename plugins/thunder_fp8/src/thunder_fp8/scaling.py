@@ -59,11 +59,13 @@ def dynamic_scale(T, t, fp8_dtype, dim=None, margin: int = 0):
     return scale_from_amax(T, amax, fp8_dtype, margin), amax
 
 
-def delayed_scale(T, t, fp8_dtype, history_row, margin: int):
-    """Delayed scaling: ``(scale, current amax)``, the scale from the max of ``history_row``; a
-    history with no amax yet (the first step) falls back to the current amax."""
+def delayed_scale(T, t, fp8_dtype, history, row: int, margin: int):
+    """Delayed scaling: ``(scale, current amax)``, the scale from the max of ``history[row]``; a
+    history with no amax yet (the first step) falls back to the current amax. The row's max is
+    taken from the max of every row (a fresh tensor, not a view of the history), so that only
+    ``record_amax`` touches the history: see ``thunder_fp8.passes``."""
     amax = abs_max(T, t)
-    past = T.amax(history_row)
+    past = T.select(T.amax(history, 1), 0, row)
     used = T.where(T.gt(past, 0.0), past, T.to(amax, torch.float32))
     return scale_from_amax(T, used, fp8_dtype, margin), amax
 
@@ -90,8 +92,8 @@ def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_d
         scales = ()
     else:
         if recipe == "delayed":
-            x_scale, x_amax = delayed_scale(T, x2, E4M3, T.select(history, 0, ROW_INPUT), margin)
-            w_scale, w_amax = delayed_scale(T, weight, E4M3, T.select(history, 0, ROW_WEIGHT), margin)
+            x_scale, x_amax = delayed_scale(T, x2, E4M3, history, ROW_INPUT, margin)
+            w_scale, w_amax = delayed_scale(T, weight, E4M3, history, ROW_WEIGHT, margin)
         else:
             x_scale, _ = dynamic_scale(T, x2, E4M3)
             w_scale, _ = dynamic_scale(T, weight, E4M3)
@@ -129,7 +131,7 @@ def linear_backward(T, g, x, weight, scales, history, recipe: str, margin: int, 
             dw = T.scaled_mm(gtq, xq, gts, xs, weight.dtype, False, emulate)
     else:
         if recipe == "delayed":
-            g_scale, g_amax = delayed_scale(T, g2, grad_dtype, T.select(history, 0, ROW_GRAD), margin)
+            g_scale, g_amax = delayed_scale(T, g2, grad_dtype, history, ROW_GRAD, margin)
         else:
             g_scale, _ = dynamic_scale(T, g2, grad_dtype)
         gq, gs = cast(T, g2, g_scale, grad_dtype), T.reciprocal(g_scale)
