@@ -45,3 +45,52 @@ def test_traces_that_modify_tensors_in_place_are_left_alone():
     x = torch.randn(4)
     for actual, expected in zip(compiled(x), f(x)):
         torch.testing.assert_close(actual, expected)
+
+
+def test_backward_computes_each_chain_rule_term_once():
+    """The chain rule writes some terms once per path: ``x * x`` contributes ``g * x`` twice and
+    each use of a cast gets a cast back. The backward trace merges them; gradients stay eager's."""
+    def rms_norm(x, w):
+        xf = x.float()
+        normed = xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + 1e-6)
+        return (normed * w.float()).to(x.dtype)
+
+    compiled = thunder.compile(rms_norm)
+    x = torch.randn(4, 16, dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(16, dtype=torch.bfloat16, requires_grad=True)
+    g = torch.randn(4, 16, dtype=torch.bfloat16)
+    compiled(x, w).backward(g)
+    actual = (x.grad, w.grad)
+    x.grad = w.grad = None
+    rms_norm(x, w).backward(g)
+    for a, e in zip(actual, (x.grad, w.grad)):
+        torch.testing.assert_close(a, e)
+    backward = thunder.last_backward_traces(compiled)[-1]
+    computations = [(b.sym.id, repr(b.args), repr(b.kwargs)) for b in backward.bound_symbols
+                    if b.flat_proxy_outputs()]
+    assert len(computations) == len(set(computations))
+
+
+def test_cast_round_trips_through_a_wider_type_are_the_value_they_started_from():
+    """``bf16 -> f32 -> bf16`` changes nothing. A bf16 addition computes in float32, so its
+    gradient rule casts the incoming bf16 gradient up and back down for each operand: the backward
+    reads the gradient itself instead."""
+    def f(x, y):
+        return (x + y).sin()
+
+    compiled = thunder.compile(f)
+    x, y = (torch.randn(4, 8, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
+    g = torch.randn(4, 8, dtype=torch.bfloat16)
+    compiled(x, y).backward(g)
+    actual = (x.grad, y.grad)
+    x.grad = y.grad = None
+    f(x, y).backward(g)
+    for a, e in zip(actual, (x.grad, y.grad)):
+        torch.testing.assert_close(a, e)
+    backward = thunder.last_backward_traces(compiled)[-1]
+    casts = {b.output.name: b for b in backward.bound_symbols if b.sym.id.endswith("convert_element_type")}
+    # up and back down (down and back up rounds: it stays)
+    round_trips = [b for b in casts.values() if getattr(b.args[0], "name", None) in casts
+                   and casts[b.args[0].name].args[0].dtype == b.args[1]
+                   and b.args[0].dtype.itemsize > b.args[1].itemsize]
+    assert not round_trips, backward

@@ -5,10 +5,15 @@ Two bound symbols compute the same value when they call the same symbol on the s
 first's. Random operations (every draw differs), opaque torch operations (Thunder cannot see their
 effects) and anything with a side effect are never merged. A trace that modifies a tensor in place
 is left as is: two equal values merged into one tensor would see each other's modifications.
+
+A cast round trip through a wider floating-point type (``bf16 -> f32 -> bf16``, which every cast's
+gradient rule produces where a value was upcast) is the value it started from, exactly, so uses of
+the round trip's result read that value instead.
 """
 
 from __future__ import annotations
 
+import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
 from thunder.core.proxies import Proxy, TensorProxy
@@ -38,6 +43,23 @@ def _key(bsym: BoundSymbol):
     return tuple(key)
 
 
+# dtypes that hold every value of the key dtype exactly
+_EXACT_WIDENINGS = {torch.bfloat16: (torch.float32, torch.float64), torch.float16: (torch.float32, torch.float64),
+                    torch.float32: (torch.float64,)}
+
+
+def _round_trip_start(bsym: BoundSymbol, casts: dict[str, BoundSymbol]):
+    """For ``convert(y, d)`` where ``y = convert(x, wider)`` and ``x`` has dtype ``d``: ``x``."""
+    if bsym.sym.id != "prims.convert_element_type":
+        return None
+    y, dtype = bsym.args[0], bsym.args[1]
+    inner = casts.get(y.name) if isinstance(y, TensorProxy) else None
+    x = inner.args[0] if inner is not None else None
+    if isinstance(x, TensorProxy) and x.dtype == dtype and y.dtype in _EXACT_WIDENINGS.get(dtype, ()):
+        return x
+    return None
+
+
 def _modifies_a_tensor(trace: Trace) -> bool:
     return any(has_side_effect(b) and any(isinstance(p, TensorProxy) for p in b.flat_proxy_args())
                for b in trace.bound_symbols)
@@ -49,9 +71,19 @@ def cse(trace: Trace) -> Trace:
     first: dict[tuple, BoundSymbol] = {}
     renamed: dict[str, Proxy] = {}
     kept: list[BoundSymbol] = []
+    casts: dict[str, BoundSymbol] = {}  # output name -> the convert that made it
+    inputs = {a.name for a in trace.args if isinstance(a, Proxy)}
+    outputs = {o.name for o in tree_flatten(trace.output)[0] if isinstance(o, Proxy)}
     for bsym in trace.bound_symbols:
         if renamed:
             bsym = substitute(bsym, renamed)
+        start = _round_trip_start(bsym, casts)
+        # (an output that would become one of the inputs stays a copy: callers may own both)
+        if start is not None and not (start.name in inputs and bsym.output.name in outputs):
+            renamed[bsym.output.name] = start
+            continue
+        if bsym.sym.id == "prims.convert_element_type":
+            casts[bsym.output.name] = bsym
         key = _key(bsym)
         earlier = first.get(key) if key is not None else None
         if earlier is not None:

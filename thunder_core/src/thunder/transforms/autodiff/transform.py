@@ -18,7 +18,7 @@ and backward see the same mask.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
@@ -291,8 +291,12 @@ def split_for_training(trace: Trace, executors=()) -> ForwardBackward | None:
     built) or when the trace modifies in place a value that needs a gradient (then torch's eager
     autograd records the trace's torch operations, as before autodiff existed); otherwise the
     forward/backward split with cheap intermediates rematerialized in the backward. In-place
-    operations on intermediates are first made out of place (``inplace.functionalize``)."""
+    operations on intermediates are first made out of place (``inplace.functionalize``). The
+    backward's repeats are merged last: the chain rule writes some terms once per path (``x * x``
+    gives ``g * x`` twice; a cast's rule casts back once per use), and rematerialization may
+    recompute what the backward already computes."""
     from thunder.transforms.autodiff.inplace import functionalize
+    from thunder.transforms.cse import cse
     from thunder.transforms.rematerialization import rematerialize
 
     if not torch.is_grad_enabled() or not needs_grad(trace):
@@ -301,4 +305,5 @@ def split_for_training(trace: Trace, executors=()) -> ForwardBackward | None:
         split = split_forward_backward(functionalize(trace), executors)
     except NotDifferentiable:
         return None
-    return rematerialize(split)
+    split = rematerialize(split)
+    return replace(split, backward=cse(split.backward))
