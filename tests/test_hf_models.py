@@ -126,6 +126,22 @@ MORE_FAMILIES = {
                      decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128, vocab_size=256,
                      num_mel_bins=16, max_source_positions=32, max_target_positions=32, pad_token_id=0,
                      bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)),
+    # relative position buckets computed from arange positions; encoder-decoder
+    "t5": ("T5Config", "T5ForConditionalGeneration",
+           dict(d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, vocab_size=256, decoder_start_token_id=0)),
+    # two-stream relative attention with einsum
+    "xlnet": ("XLNetConfig", "XLNetLMHeadModel", dict(d_model=32, n_layer=2, n_head=4, d_inner=64, vocab_size=256)),
+    # alternating global and windowed local attention
+    "gpt_neo": ("GPTNeoConfig", "GPTNeoForCausalLM",
+                dict(hidden_size=32, num_layers=2, num_heads=4, attention_types=[[["global", "local"], 1]],
+                     window_size=8, vocab_size=256, max_position_embeddings=64)),
+    # an RNN: the time-mixing recurrence is a Python loop over the sequence
+    "rwkv": ("RwkvConfig", "RwkvForCausalLM", dict(hidden_size=32, num_hidden_layers=2, attention_hidden_size=32,
+                                                   intermediate_size=64, vocab_size=256, context_length=64)),
+    # a vision transformer: patch convolution, class token, learned positions
+    "clip_vision": ("CLIPVisionConfig", "CLIPVisionModel",
+                    dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                         image_size=32, patch_size=8)),
 }
 
 
@@ -133,8 +149,14 @@ MORE_FAMILIES = {
 def test_more_families_train_like_eager(name):
     """Forward values and every parameter's gradient (``.grad`` None where eager leaves it None)."""
     model = _build(*MORE_FAMILIES[name])
+    if name == "rwkv":  # in eval mode it updates its state in place, which eager's backward rejects
+        model.train()
     if name == "whisper":
         inputs = dict(input_features=torch.randn(2, 16, 64), decoder_input_ids=torch.randint(0, 256, (2, 5)))
+    elif name == "t5":
+        inputs = dict(input_ids=torch.randint(0, 256, (2, 12)), decoder_input_ids=torch.randint(0, 256, (2, 5)))
+    elif name == "clip_vision":
+        inputs = dict(pixel_values=torch.randn(2, 3, 32, 32))
     else:
         inputs = dict(input_ids=torch.randint(0, 256, (2, 12)))
     compiled = thunder.compile(model)
