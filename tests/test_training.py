@@ -733,3 +733,33 @@ def test_torch_distributions_with_validation_train_like_eager():
         torch.testing.assert_close(a, e)
     with pytest.raises(ValueError, match="failed validation"):
         compiled(*inputs, torch.tensor(7))  # not a category of 4
+
+
+@pytest.mark.parametrize("conv, shape", [
+    (lambda: nn.Conv1d(4, 6, 5, dilation=2, groups=2, bias=False), (2, 4, 20)),
+    (lambda: nn.Conv2d(3, 8, 3, padding=1, stride=2), (2, 3, 16, 16)),
+    (lambda: nn.Conv3d(2, 4, 3, padding=(1, 0, 1)), (1, 2, 6, 6, 6)),
+])
+def test_convolutions_differentiate_with_torchs_kernel_inside_fusion_regions(conv, shape):
+    """A convolution's gradient is torch's convolution backward (what eager autograd runs), so the
+    forward and backward of a conv net are each one fusion region instead of a chain of eager
+    autograd calls; gradients as eager's, also for an input that needs none."""
+    torch.manual_seed(0)
+    model = nn.Sequential(conv(), nn.GELU())
+    compiled = thunder.compile(model, executors=["torchcompile", "torch"])
+    for x in (torch.randn(*shape, requires_grad=True), torch.randn(*shape)):
+        g = torch.randn_like(model(x))
+        results = []
+        for fn in (model, compiled):
+            model.zero_grad(set_to_none=True)
+            x.grad = None
+            fn(x).backward(g)
+            results.append([x.grad] + [p.grad for p in model.parameters()])
+        for actual, expected in zip(*reversed(results)):
+            if expected is None:
+                assert actual is None
+            else:
+                torch.testing.assert_close(actual, expected)
+    for trace in (thunder.last_traces(compiled)[-1], thunder.last_backward_traces(compiled)[-1]):
+        calls = [line for line in str(trace).splitlines() if " = " in line and not line.strip().startswith("#")]
+        assert len(calls) == 1 and "torchcompile_0(" in calls[0], trace

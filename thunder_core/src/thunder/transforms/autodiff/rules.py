@@ -578,3 +578,31 @@ def _sdpa(ctx, query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False
     g_query = mul(matmul(g_scores, k), scale)
     g_key = mul(matmul(transpose_last(g_scores), q), scale)
     return like(g_query, query), like(g_key, key), like(g_value, value)
+
+
+# -- convolution -----------------------------------------------------------------------------------
+
+def _plain_convolution(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """Batched convolutions with explicit padding (``padding="same"`` may pad unevenly: torch's
+    autograd differentiates those)."""
+    return not isinstance(pyval(padding), str) and input.ndim == weight.ndim
+
+
+@vjp("opaque.conv1d", "opaque.conv2d", "opaque.conv3d", when=_plain_convolution)
+def _convolution(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """torch's convolution backward, the kernel eager autograd runs, as one operation: the forward
+    stays a plain convolution that a fusion region holds with its neighbours (an opaque operation
+    would run through torch's autograd, outside any region)."""
+    from thunder.torch.opaque import opaque_call
+
+    n = weight.ndim - 2
+
+    def per_dim(v):
+        v = pyval(v)
+        return [pyval(x) for x in v] if isinstance(v, (tuple, list)) else [v] * n
+
+    mask = [input.requires_grad, weight.requires_grad, _t(bias) and bias.requires_grad]
+    bias_sizes = [weight.shape[0]] if _t(bias) else None
+    args = (ctx.g, input, weight, bias_sizes, per_dim(stride), per_dim(padding), per_dim(dilation), False,
+            [0] * n, pyval(groups), mask)
+    return opaque_call(torch.ops.aten.convolution_backward.default, args, {})
