@@ -47,6 +47,20 @@ def test_traces_that_modify_tensors_in_place_are_left_alone():
         torch.testing.assert_close(actual, expected)
 
 
+def _backward_matching_eager(f, *inputs):
+    """Compiles ``f``, checks its inputs' gradients against eager's, returns the backward trace."""
+    compiled = thunder.compile(f)
+    g = torch.randn_like(f(*inputs))
+    compiled(*inputs).backward(g)
+    actual = [x.grad for x in inputs]
+    for x in inputs:
+        x.grad = None
+    f(*inputs).backward(g)
+    for a, x in zip(actual, inputs):
+        torch.testing.assert_close(a, x.grad)
+    return thunder.last_backward_traces(compiled)[-1]
+
+
 def test_backward_computes_each_chain_rule_term_once():
     """The chain rule writes some terms once per path: ``x * x`` contributes ``g * x`` twice and
     each use of a cast gets a cast back. The backward trace merges them; gradients stay eager's."""
@@ -55,17 +69,9 @@ def test_backward_computes_each_chain_rule_term_once():
         normed = xf * torch.rsqrt((xf * xf).mean(-1, keepdim=True) + 1e-6)
         return (normed * w.float()).to(x.dtype)
 
-    compiled = thunder.compile(rms_norm)
     x = torch.randn(4, 16, dtype=torch.bfloat16, requires_grad=True)
     w = torch.randn(16, dtype=torch.bfloat16, requires_grad=True)
-    g = torch.randn(4, 16, dtype=torch.bfloat16)
-    compiled(x, w).backward(g)
-    actual = (x.grad, w.grad)
-    x.grad = w.grad = None
-    rms_norm(x, w).backward(g)
-    for a, e in zip(actual, (x.grad, w.grad)):
-        torch.testing.assert_close(a, e)
-    backward = thunder.last_backward_traces(compiled)[-1]
+    backward = _backward_matching_eager(rms_norm, x, w)
     computations = [(b.sym.id, repr(b.args), repr(b.kwargs)) for b in backward.bound_symbols
                     if b.flat_proxy_outputs()]
     assert len(computations) == len(set(computations))
@@ -78,16 +84,8 @@ def test_cast_round_trips_through_a_wider_type_are_the_value_they_started_from()
     def f(x, y):
         return (x + y).sin()
 
-    compiled = thunder.compile(f)
     x, y = (torch.randn(4, 8, dtype=torch.bfloat16, requires_grad=True) for _ in range(2))
-    g = torch.randn(4, 8, dtype=torch.bfloat16)
-    compiled(x, y).backward(g)
-    actual = (x.grad, y.grad)
-    x.grad = y.grad = None
-    f(x, y).backward(g)
-    for a, e in zip(actual, (x.grad, y.grad)):
-        torch.testing.assert_close(a, e)
-    backward = thunder.last_backward_traces(compiled)[-1]
+    backward = _backward_matching_eager(f, x, y)
     casts = {b.output.name: b for b in backward.bound_symbols if b.sym.id.endswith("convert_element_type")}
     # up and back down (down and back up rounds: it stays)
     round_trips = [b for b in casts.values() if getattr(b.args[0], "name", None) in casts
