@@ -12,7 +12,7 @@ amax it records, as an argument; usually to the end of the trace, after the one 
 
 from __future__ import annotations
 
-RECORD_ID = "fp8.record_amax"
+from thunder_fp8.ops import record_amax_symbol
 
 
 def sink_amax_records(trace):
@@ -21,7 +21,7 @@ def sink_amax_records(trace):
     out: list = []
     moved = False
     for bsym in trace.bound_symbols:
-        if bsym.sym.id == RECORD_ID:
+        if bsym.sym.id == record_amax_symbol.id:
             pending.append(bsym)
             continue
         reads = {p.name for p in bsym.flat_proxy_args()}
