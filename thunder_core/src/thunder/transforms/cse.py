@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
+from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
@@ -50,7 +51,7 @@ _EXACT_WIDENINGS = {torch.bfloat16: (torch.float32, torch.float64), torch.float1
 
 def _round_trip_start(bsym: BoundSymbol, casts: dict[str, BoundSymbol]):
     """For ``convert(y, d)`` where ``y = convert(x, wider)`` and ``x`` has dtype ``d``: ``x``."""
-    if bsym.sym.id != "prims.convert_element_type":
+    if bsym.sym.id != prims.convert_element_type.id:
         return None
     y, dtype = bsym.args[0], bsym.args[1]
     inner = casts.get(y.name) if isinstance(y, TensorProxy) else None
@@ -82,7 +83,7 @@ def cse(trace: Trace) -> Trace:
         if start is not None and not (start.name in inputs and bsym.output.name in outputs):
             renamed[bsym.output.name] = start
             continue
-        if bsym.sym.id == "prims.convert_element_type":
+        if bsym.sym.id == prims.convert_element_type.id:
             casts[bsym.output.name] = bsym
         key = _key(bsym)
         earlier = first.get(key) if key is not None else None

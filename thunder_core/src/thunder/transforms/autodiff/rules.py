@@ -26,6 +26,7 @@ import torch
 from thunder import prims
 from thunder.core.proxies import TensorProxy, pyval
 from thunder.torch import ALL as L
+from thunder.torch.opaque import opaque_call
 from thunder.torch.promotion import computation_dtype, to_dtype
 
 RULES: dict[str, tuple] = {}  # symbol id -> (rule, when)
@@ -593,8 +594,6 @@ def _convolution(ctx, input, weight, bias=None, stride=1, padding=0, dilation=1,
     """torch's convolution backward, the kernel eager autograd runs, as one operation: the forward
     stays a plain convolution that a fusion region holds with its neighbours (an opaque operation
     would run through torch's autograd, outside any region)."""
-    from thunder.torch.opaque import opaque_call
-
     n = weight.ndim - 2
 
     def per_dim(v):
