@@ -1,6 +1,8 @@
 """The attention executor on CPU: training through torch's fused CPU flash-attention kernel
 (forward and backward) matches eager for every form of attention models use."""
 
+import re
+
 import pytest
 import thunder
 import torch
@@ -94,3 +96,59 @@ def test_causal_mask_built_by_the_program(case):
     torch.testing.assert_close(compiled(q, k, v), attention(q, k, v), atol=1e-5, rtol=1e-5)
     rewritten = any(t.stage == "causal masks given as is_causal" for t in thunder.last_traces(compiled))
     assert rewritten == (case in ("hf_style", "ge"))
+
+
+# -- masks converted to biases once ----------------------------------------------------------------
+
+@pytest.mark.parametrize("case", ["bool", "bool_expanded", "float_unaligned", "written_between", "learned"])
+@pytest.mark.parametrize("fused", [False, True], ids=["alone", "in_region"])
+def test_mask_shared_by_layers_is_converted_once(case, fused):
+    """One mask for three attention calls (a model's layers), 5 keys (rows not aligned), a fully
+    masked row: values and gradients as eager; the bias is computed once, before the first call,
+    from the mask before its expand; a mask written between the calls is converted per call."""
+    torch.manual_seed(0)
+    b, h, length, e = 2, 4, 5, 8
+    if case == "bool_expanded":
+        base = torch.rand(1, 1, length, length) > 0.4
+        base[..., 1, :] = False
+    else:
+        base = torch.rand(b, 1, length, length) > 0.4
+        base[0, :, 1, :] = False  # a fully masked row
+    base[..., 0, 0] = True
+    if case in ("float_unaligned", "learned"):
+        base = torch.randn(b, 1, length, length, requires_grad=case == "learned")
+    x = torch.randn(b, h, length, e, requires_grad=True)
+    w = torch.randn(3, e, e, requires_grad=True)
+
+    def layers(x, w, mask):
+        if case == "bool_expanded":
+            mask = mask.expand(b, h, length, length)
+        for i in range(3):
+            x = F.scaled_dot_product_attention(x @ w[i], x, x, attn_mask=mask) + x
+            if case == "written_between" and i == 0:
+                mask[..., 2, :] = ~mask[..., 2, :]
+        return x
+
+    compiled = thunder.compile(layers, executors=["torchcompile", "sdpa"] if fused else None)
+    wants = (x, w, base) if case == "learned" else (x, w)
+    results = []
+    for fn in (layers, compiled):
+        mask = base.clone() if case == "written_between" else base
+        out = fn(x, w, mask)
+        results.append([out.detach(), *torch.autograd.grad(out.sum(), wants)])
+    for actual, expected in zip(results[1], results[0]):
+        torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4, equal_nan=True)
+    shared = next((t for t in thunder.last_traces(compiled) if t.stage == "attention masks converted to biases once"),
+                  None)
+    if case in ("written_between", "learned"):
+        assert shared is None
+        return
+    text = str(shared)
+    assert text.count("masked_fill(") == (0 if case == "float_unaligned" else 1)
+    calls = [ln for ln in text.splitlines() if "scaled_dot_product_attention(query=" in ln]
+    assert len(calls) == 3 and len({re.search(r"attn_mask=(\w+)", ln).group(1) for ln in calls}) == 1
+    assert text.count("pad(") == 1
+    assert text.index("pad(") < text.index("scaled_dot_product_attention(query=")
+    if case == "bool_expanded":
+        line = next(ln for ln in text.splitlines() if "masked_fill(" in ln)
+        assert line.rstrip().endswith("f32[1, 1, 5, 5]")  # converted before the expand

@@ -449,6 +449,54 @@ def test_tensors_modified_in_place_are_saved_not_recomputed_from_their_producer(
         torch.testing.assert_close(a, e)
 
 
+
+@pytest.mark.parametrize("through", ["itself", "a_view", "setitem"])
+def test_value_saved_for_backward_then_modified_in_place_is_not_read_stale(through):
+    """``y = x * m`` saves ``m`` for the gradient of ``x``; modifying ``m`` in place afterwards
+    (directly, through a view, by indexing) would make the backward read the new value (a wrong
+    gradient, silently). Eager autograd refuses with its version-counter error; so does Thunder,
+    which hands such a trace to eager autograd. Modified *before* it is read, ``m`` is fine."""
+    def f(x, m):
+        y = x * m
+        if through == "itself":
+            m.mul_(2)
+        elif through == "a_view":
+            m.view(2, 2).add_(1)
+        else:
+            m[1:] = 0.0
+        return (y * m).sum()
+
+    def g(x, m):
+        m.mul_(2)
+        return (x * m).sum()
+
+    x = torch.randn(4, requires_grad=True)
+    for fn in (f, thunder.compile(f)):
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            torch.autograd.grad(fn(x, torch.randn(4)), x)
+    m = torch.randn(4)
+    expected = torch.autograd.grad(g(x, m.clone()), x)[0]
+    torch.testing.assert_close(torch.autograd.grad(thunder.compile(g)(x, m.clone()), x)[0], expected)
+
+
+
+def test_tensor_filled_by_index_from_values_needing_gradients_needs_one_too():
+    """``cache = zeros(); cache[:2] = x @ w``: from the write on, ``cache`` carries a gradient (eager
+    autograd tracks it), so an output computed only from it needs one too."""
+    def f(x, w):
+        cache = torch.zeros(4, 3)
+        cache[:2] = x @ w
+        y = (cache * 2).sum()
+        cache[2:] = x @ w * 3
+        return y + (cache ** 2).sum()
+
+    x, w = torch.randn(2, 5, requires_grad=True), torch.randn(5, 3, requires_grad=True)
+    out = thunder.compile(f)(x, w)
+    assert out.requires_grad
+    for a, e in zip(torch.autograd.grad(out, (x, w)), torch.autograd.grad(f(x, w), (x, w))):
+        torch.testing.assert_close(a, e)
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 def test_rematerialization_saves_less_than_all_intermediates():

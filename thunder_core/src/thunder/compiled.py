@@ -26,6 +26,7 @@ from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
 from thunder.executors.claim import claim_operators, fuse_regions
 from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
+from thunder.transforms.attention_bias import share_attention_biases
 from thunder.transforms.autodiff import needs_grad, split_for_training, training_callable, without_grad_mode_changes
 from thunder.transforms.causal_mask import use_causal_flag
 from thunder.transforms.checkpoint import checkpointed_forwards
@@ -229,6 +230,8 @@ class CompiledFunction:
         trace = cse(trace)
         traces.append(trace)
         trace = use_causal_flag(trace)
+        traces.append(trace)
+        trace = share_attention_biases(trace)
         traces.append(trace)
         # None: no gradient needed, or eager autograd's fallback
         split = split_for_training(trace, self.executors_for(trace))

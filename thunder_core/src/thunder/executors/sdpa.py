@@ -146,9 +146,15 @@ def _bias(attn_mask, query, key, expand: bool = True):
     else:
         bias = bias.reshape((1,) * (4 - bias.ndim) + tuple(bias.shape))
     s = key.shape[2]
-    if s % 16:
+    if s % 16 and not _rows_aligned(bias):
         bias = torch.nn.functional.pad(bias, (0, 16 - s % 16))[..., :s]
     return bias
+
+
+def _rows_aligned(bias) -> bool:
+    """Whether each row of ``bias`` already starts at a multiple of 16 elements (as the biases
+    ``thunder.transforms.attention_bias`` makes do), so it needs no padded copy."""
+    return bias.stride(-1) == 1 and all(st % 16 == 0 for st, n in zip(bias.stride()[:-1], bias.shape[:-1]) if n > 1)
 
 
 def _cpu_bias(attn_mask, query):

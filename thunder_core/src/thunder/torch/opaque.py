@@ -135,6 +135,10 @@ def _opaque_meta(fn, *args, **kwargs):
     proxies = _proxies(args, kwargs)
     by_fake = {id(fakes[id(p)]): p for p in proxies}
     requires_grad = torch.is_grad_enabled() and any(p.requires_grad for p in proxies)
+    if requires_grad and fake_out is None:  # ``t[i] = v`` writes ``t``, returns nothing: now ``t`` needs one
+        for p in proxies:
+            if fakes[id(p)]._version and p.dtype.is_floating_point:
+                p.requires_grad = True
 
     def to_proxy(x):
         if isinstance(x, torch.Tensor):
@@ -236,6 +240,18 @@ def opaque_symbol(fn) -> Symbol:
 def opaque_call(fn, args, kwargs):
     """Records ``fn(*args, **kwargs)`` as one opaque symbol and returns its outputs' proxies."""
     return opaque_symbol(fn)(*args, **kwargs)
+
+
+def shares_memory_with_inputs(bsym) -> bool:
+    """Whether an opaque symbol's outputs may share memory with its inputs (a view, or an input
+    returned as it is), found by running it again on fake tensors; True when that fails."""
+    fn = SYMBOL_TO_TORCH.get(bsym.sym.id)
+    try:
+        out, fakes = _run_on_fakes(fn, bsym.args, bsym.kwargs)
+        inputs = {f.untyped_storage()._cdata for f in fakes.values()}
+        return any(isinstance(o, torch.Tensor) and o.untyped_storage()._cdata in inputs for o in tree_flatten(out)[0])
+    except Exception:  # noqa: BLE001 - cannot tell: assume it may
+        return True
 
 
 def _proxies(args, kwargs):

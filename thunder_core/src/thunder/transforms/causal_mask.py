@@ -131,27 +131,38 @@ def use_causal_flag(trace: Trace) -> Trace:
         ranges.step(bsym)
     if not masks:
         return trace
-    new = trace.derive("causal masks given as is_causal")
+
+    def causal(call):
+        mask = call["attn_mask"]
+        if isinstance(mask, TensorProxy) and mask.name in masks and call["is_causal"] is False \
+                and masks[mask.name] == (call["query"].shape[-2], call["key"].shape[-2]):
+            return call | {"attn_mask": None, "is_causal": True}
+        return None
+
+    return rewrite_attention_calls(trace, "causal masks given as is_causal", causal)
+
+
+def rewrite_attention_calls(trace: Trace, description: str, rewrite) -> Trace:
+    """``trace`` with each attention call recorded again with the arguments ``rewrite(call)`` returns
+    (``call``: the call's arguments by name), or kept where it returns None. Operations ``rewrite``
+    records land right before the call, with its source line; later uses of a rewritten call's
+    output use the new one."""
+    new = trace.derive(description)
     new.bound_symbols.clear()
     renamed: dict[str, Proxy] = {}
     with tracing(new):
         for bsym in trace.bound_symbols:
             if renamed:
                 bsym = substitute(bsym, renamed)
+            start = len(new.bound_symbols)
             call = None
             if bsym.sym.id == "ltorch.scaled_dot_product_attention":
                 args, kwargs = bind(bsym)
-                call = dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
-                                 "enable_gqa"), args)) | kwargs
-                mask = call["attn_mask"]
-                if not (isinstance(mask, TensorProxy) and mask.name in masks and call["is_causal"] is False
-                        and masks[mask.name] == (call["query"].shape[-2], call["key"].shape[-2])):
-                    call = None
+                call = rewrite(dict(zip(("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
+                                         "enable_gqa"), args)) | kwargs)
             if call is None:
                 new.bound_symbols.append(bsym)
                 continue
-            call["attn_mask"], call["is_causal"] = None, True
-            start = len(new.bound_symbols)
             with torch.set_grad_enabled(bsym.output.requires_grad):
                 out = L["scaled_dot_product_attention"](**call)
             for b in new.bound_symbols[start:]:

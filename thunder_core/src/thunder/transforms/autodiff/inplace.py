@@ -55,23 +55,27 @@ def _out_of_place(fn, kwargs):
 
 
 def _makes_fresh_memory(bsym: BoundSymbol) -> bool:
-    """Whether every output of ``bsym`` is new memory (not possibly a view of an input): each is
-    computed by a primitive other than a shape primitive or a same-dtype conversion."""
+    """Whether every output of ``bsym`` is new memory (not possibly a view of an input): in its
+    decomposition, each comes from a primitive that computes (not a shape primitive or a
+    same-dtype conversion), possibly through shape primitives of what such a primitive made."""
     if "opaque" in bsym.sym.tags or not bsym.flat_proxy_outputs():
         return False
-    producer = {}
+    fresh: set[str] = set()
     for b in bsym.walk():
-        if not b.subsymbols:
-            for o in b.flat_proxy_outputs():
-                producer[o.name] = b
+        if b.subsymbols:
+            continue
+        read = {p.name for p in b.flat_proxy_args() if isinstance(p, TensorProxy)}
+        aliasing = b.sym.module != "prims" or b.sym.name in prims.VIEW_PRIMS or (
+            b.sym.name == "convert_element_type" and b.args[0].dtype == b.output.dtype)
+        for o in b.flat_proxy_outputs():
+            if o.name in read:
+                continue  # a leaf returning its input (a no-op reshape) makes nothing
+            if not aliasing or (b.sym.module == "prims" and read <= fresh):
+                fresh.add(o.name)
+            else:
+                fresh.discard(o.name)
     inputs = {p.name for p in bsym.flat_proxy_args()}
-    for o in bsym.flat_proxy_outputs():
-        b = producer.get(o.name)
-        if o.name in inputs or b is None or b.sym.module != "prims" or b.sym.name in prims.VIEW_PRIMS:
-            return False
-        if b.sym.name == "convert_element_type" and b.args[0].dtype == o.dtype:
-            return False
-    return True
+    return all(o.name in fresh and o.name not in inputs for o in bsym.flat_proxy_outputs())
 
 
 def substitute(bsym: BoundSymbol, mapping: dict) -> BoundSymbol:

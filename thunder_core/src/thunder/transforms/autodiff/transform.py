@@ -27,10 +27,12 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
+from thunder.torch.opaque import shares_memory_with_inputs
 from thunder.torch.promotion import to_dtype
 from thunder.torch.registry import SYMBOL_TO_TORCH
 from thunder.transforms import checkpoint
 from thunder.transforms.autodiff import opaque
+from thunder.transforms.autodiff.inplace import _makes_fresh_memory, _mutated
 from thunder.transforms.autodiff.rules import bind, rule_for
 from thunder.transforms.dce import dce
 
@@ -207,6 +209,9 @@ def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
         if isinstance(p, Proxy) and p.name not in produced:
             residuals.setdefault(p.name, p)
     residuals = list(residuals.values())
+    stale = _written_after_read(expander.bsyms, residuals)
+    if stale is not None:
+        raise NotDifferentiable(f"{stale.sym.name} modifies a value the backward reads, after the forward read it")
     backward.args = residuals + cotangents
     backward.stage = "backward"
 
@@ -214,6 +219,44 @@ def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
     forward.output = (tuple(outputs), tuple(residuals))
     reaches = _reaches(trace.args, expander.bsyms, [outputs[i] for i in grad_outputs])
     return ForwardBackward(forward, backward, residuals, grad_outputs, reaches)
+
+
+def _written_after_read(bsyms: list, residuals: list):
+    """The first in-place operation of the forward that modifies (directly or through a view) a
+    value the backward reads, after some operation read it: the saved value is the modified one
+    then, not the one the reading operation's gradient needs (eager autograd refuses this with
+    "modified by an inplace operation"). None when there is none. Values are grouped by possible
+    aliasing (an operation whose outputs may be views of its inputs joins them; for a torch
+    operation without a definition, running it on fake tensors tells); a write to a group holding
+    a residual after a read of the group by an operation a gradient flows through counts."""
+    writes = [b for b in bsyms if "opaque" in b.sym.tags and _is_inplace(b)]
+    if not writes:
+        return None
+    group: dict[str, str] = {}
+
+    def root(name):
+        while group.get(name, name) != name:
+            name = group[name]
+        return name
+
+    for b in bsyms:
+        if shares_memory_with_inputs(b) if "opaque" in b.sym.tags else not _makes_fresh_memory(b):
+            names = [p.name for p in b.flat_proxy_args() + b.flat_proxy_outputs() if isinstance(p, TensorProxy)]
+            for n in names[1:]:
+                group[root(n)] = root(names[0])
+    saved = {root(r.name) for r in residuals if isinstance(r, TensorProxy)}
+    read = set()
+    writes = {id(b) for b in writes}
+    for b in bsyms:
+        if id(b) in writes:
+            target = _mutated(b)
+            if target is None:  # returns nothing (``__setitem__``): it writes its first tensor
+                target = next((p for p in b.flat_proxy_args() if isinstance(p, TensorProxy)), None)
+            if target is not None and root(target.name) in saved and root(target.name) in read:
+                return b
+        elif any(isinstance(o, TensorProxy) and o.requires_grad for o in b.flat_proxy_outputs()):
+            read.update(root(p.name) for p in b.flat_proxy_args())  # its gradient may need them
+    return None
 
 
 def _reaches(args, bsyms, differentiable_outputs) -> list[frozenset]:
