@@ -81,6 +81,40 @@ def test_closure_value_change_is_not_served_stale():
     torch.testing.assert_close(cf(x), x * 7)
 
 
+
+def test_reassigned_default_arguments_are_not_served_stale():
+    def f(x, power=2, *, shift=0.0):
+        return x ** power + shift
+
+    def g(x):
+        return f(x)  # f located through g's globals: its defaults are guarded too
+
+    cf, cg = thunder.compile(f), thunder.compile(g)
+    x = torch.rand(3) + 1
+    torch.testing.assert_close(cf(x), x ** 2)
+    torch.testing.assert_close(cg(x), x ** 2)
+    f.__defaults__ = (3,)
+    f.__kwdefaults__ = {"shift": 1.0}
+    torch.testing.assert_close(cf(x), x ** 3 + 1)
+    torch.testing.assert_close(cg(x), x ** 3 + 1)
+
+
+def test_layout_of_input_tensors_is_read_and_guarded():
+    """``x.is_contiguous()``, ``x.stride()``: answered from the real input and checked by the
+    prologue, so a transposed input takes its own trace (a trace's values have no layout)."""
+    def f(x):
+        if x.is_contiguous():
+            return x * 2
+        return x * x.stride(0) + x.storage_offset()
+
+    cf = thunder.compile(f)
+    base = torch.randn(5, 4)
+    inputs = [base[:, :3].t(), torch.randn(3, 4), base[1:, :3].t(), torch.randn(4, 3).t()]
+    for x in inputs + inputs:
+        torch.testing.assert_close(cf(x), f(x))
+    assert thunder.cache_misses(cf) == 4  # each differs in contiguity, stride(0) or storage offset
+
+
 class Branchy(nn.Module):
     def __init__(self):
         super().__init__()

@@ -102,6 +102,12 @@ class AcquisitionHooks(InterpreterHooks):
             self.prologue.tensor_input(value, proxy, location)
         return proxy
 
+    def real_input(self, proxy):
+        """The real tensor an input proxy stands for, or None (not a tensor input of the trace)."""
+        if isinstance(proxy, TensorProxy):
+            return next((v for v in self.inputs if self.proxies.get(id(v)) is proxy), None)
+        return None
+
     def on_load(self, value, origin: Origin):
         if origin.kind == "attr" and self.stores:
             stored = self.stores.get((id(origin.base), origin.key))
@@ -226,6 +232,9 @@ class AcquisitionHooks(InterpreterHooks):
 
     # -- calls --------------------------------------------------------------------------------
     def lookaside(self, fn):
+        method = getattr(fn, "tensor_method", None)  # ``x.stride()`` on a proxy (see TensorProxy)
+        if method in _LAYOUT_QUERIES:
+            return lambda *args, **kwargs: _layout_query(self, method, fn.receiver, *args, **kwargs)
         replacement = self.plugin_lookasides.get(fn)
         if replacement is not None:
             return replacement
@@ -430,7 +439,27 @@ def _autograd_call(hooks, *args, **kwargs):
     raise opaque.autograd_inside_error()
 
 
+def _layout_query(hooks, method, tensor, *args, **kwargs):
+    """``x.is_contiguous()``, ``x.stride()``, ``x.storage_offset()``: a trace's tensors have no
+    layout, but the tensors a call receives do, and programs branch on it. For an input tensor the
+    answer is the real one, guarded by the prologue (another layout is another trace); for a value
+    the program computes, torch's answer for a freshly computed tensor (contiguous), as the trace
+    makes it."""
+    real = hooks.real_input(tensor)
+    if real is None:
+        return ltorch.dispatch(method, (tensor, *args), kwargs)
+    value = method(real, *args, **kwargs)
+    hooks.prologue.layout_guard(tensor.name, method.__name__, args, kwargs, value)
+    return value
+
+
+def _layout_lookaside(method):
+    return lambda hooks, tensor, *args, **kwargs: _layout_query(hooks, method, tensor, *args, **kwargs)
+
+
+_LAYOUT_QUERIES = {torch.Tensor.is_contiguous, torch.Tensor.stride, torch.Tensor.storage_offset}
 _SPECIAL_LOOKASIDES = {
+    **{m: _layout_lookaside(m) for m in _LAYOUT_QUERIES},
     torch.autograd.backward: _autograd_call,
     torch.autograd.grad: _autograd_call,
     torch.utils.checkpoint.checkpoint: _checkpoint,

@@ -161,9 +161,17 @@ class PrologueBuilder:
             self._nodes[id(obj)] = _Node(obj, location[0], location[1], hint=hint)
 
     def know_closure(self, fn, location) -> None:
-        """Locates the closure cells of a located function. Only such cells are guarded: cells of
-        closures the program creates while it runs are new objects on every call."""
-        if isinstance(fn, types.FunctionType) and fn.__closure__:
+        """Locates the closure cells of a located function and guards its default arguments (the
+        trace holds the defaults' values; ``f.__defaults__ = ...`` replaces them). Only such cells
+        are guarded: cells of closures the program creates while it runs are new objects on every
+        call."""
+        if not isinstance(fn, types.FunctionType):
+            return
+        for attr in ("__defaults__", "__kwdefaults__"):
+            if getattr(fn, attr) is not None:
+                self.lines.append(f"if {self.expr(location)}.{attr} is not {self.constant(getattr(fn, attr))}: "
+                                  "return None")
+        if fn.__closure__:
             self.know(fn, location)
             for i, cell in enumerate(fn.__closure__):
                 self.know(cell, (id(fn), f".__closure__[{i}]"))
@@ -253,6 +261,15 @@ class PrologueBuilder:
             # reached from the call's arguments are checked where they are fetched, so a call
             # that differs there (a cache entry for another length) is rejected early
             self._tensor_checks[self.lines[-1]] = (n, value, check)
+
+    def layout_guard(self, name: str, method: str, args, kwargs, value) -> None:
+        """Requires input tensor ``name``'s ``method(*args, **kwargs)`` (a layout query) to be ``value``."""
+        def literal(x):
+            plain = type(x) in (bool, int) or type(x) is tuple and all(type(i) is int for i in x)
+            return repr(x) if plain else self.constant(x)
+
+        call = ", ".join([*map(literal, args), *(f"{k}={literal(v)}" for k, v in kwargs.items())])
+        self.lines.append(f"if {name}.{method}({call}) != {literal(value)}: return None")
 
     def grad_mode_guard(self, enabled: bool) -> None:
         """Traces record whether their outputs need gradients, so grad mode is part of the key."""

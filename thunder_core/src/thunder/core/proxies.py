@@ -188,7 +188,11 @@ class TensorProxy(Proxy):
         torch_method = getattr(torch.Tensor, name, None)
         if callable(torch_method) and not name.startswith("_"):
             # a Tensor method without a torch-language definition: traced as an opaque op
-            return lambda *args, **kwargs: TORCH_FUNCTION_HANDLER[0](torch_method, (self, *args), kwargs)
+            def opaque_method(*args, **kwargs):
+                return TORCH_FUNCTION_HANDLER[0](torch_method, (self, *args), kwargs)
+
+            opaque_method.tensor_method, opaque_method.receiver = torch_method, self  # for acquisition
+            return opaque_method
         if name in ("grad", "_grad"):
             from thunder.core.errors import UnsupportedOpError
 
