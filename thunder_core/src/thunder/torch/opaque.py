@@ -244,8 +244,12 @@ def opaque_call(fn, args, kwargs):
 
 def shares_memory_with_inputs(bsym) -> bool:
     """Whether an opaque symbol's outputs may share memory with its inputs (a view, or an input
-    returned as it is), found by running it again on fake tensors; True when that fails."""
+    returned as it is), found by running a torch operation again on fake tensors; True when that
+    fails, and for code outside torch (a user's autograd.Function: not run twice)."""
     fn = SYMBOL_TO_TORCH.get(bsym.sym.id)
+    module = getattr(fn, "__module__", None) or getattr(getattr(fn, "__objclass__", None), "__module__", None)
+    if not (module or "").startswith("torch"):
+        return True
     try:
         out, fakes = _run_on_fakes(fn, bsym.args, bsym.kwargs)
         inputs = {f.untyped_storage()._cdata for f in fakes.values()}
