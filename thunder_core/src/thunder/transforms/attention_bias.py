@@ -57,7 +57,7 @@ def share_attention_biases(trace: Trace) -> Trace:
         if mask.requires_grad or (mask.dtype != torch.bool and mask.shape[-1] % ALIGNMENT == 0):
             return None  # a learned bias keeps its gradient path; an aligned one needs nothing
         if mask.dtype != torch.bool and mask.dtype != query.dtype:
-            return None  # torch rejects the call; let it say so
+            return None  # a float mask of another dtype: left to torch
         source = expanded_from.get(mask.name, mask)
         if mask.name in written or source.name in written:
             return None
