@@ -114,3 +114,22 @@ def test_reading_grad_inside_the_compiled_function_is_a_clear_error():
     clip = thunder.compile(lambda params: torch.nn.utils.clip_grad_norm_(params, 0.1))
     with pytest.raises(thunder.UnsupportedOpError, match="optimizer step outside"):
         clip(list(model.parameters()))
+
+
+def test_bad_shapes_raise_a_runtime_error_the_program_can_catch_like_eager():
+    """torch raises RuntimeError for arguments an operation does not take; so does Thunder (an
+    ``InvalidArgumentError``, also a ValueError), so a program's ``except RuntimeError`` fallback
+    takes the same path as in eager."""
+    def f(x, w):
+        try:
+            return x @ w
+        except RuntimeError:
+            return x @ w.T
+
+    x, w = torch.randn(2, 3), torch.randn(4, 3)
+    torch.testing.assert_close(thunder.compile(f)(x, w), f(x, w))
+    with pytest.raises(RuntimeError, match="cannot be multiplied") as info:
+        thunder.compile(lambda x, w: x @ w)(x, w)
+    assert isinstance(info.value, (ValueError, thunder.InvalidArgumentError))
+    with pytest.raises(RuntimeError, match="cannot be broadcast"):
+        thunder.compile(lambda x, w: x + w)(x, w)

@@ -15,12 +15,12 @@ from torch.nn import Module
 import thunder.torch  # noqa: F401  (registers the torch language; note: thunder.torch shadows torch here)
 from thunder.acquire.acquisition import SharpEdgeError, SharpEdgeWarning
 from thunder.compiled import CompiledFunction, FallbackWarning, RetraceWarning, ThunderModule, compile_module
-from thunder.core.errors import DataDependentError, UnsupportedOpError
+from thunder.core.errors import DataDependentError, InvalidArgumentError, UnsupportedOpError
 from thunder.examine import examine
 
 __all__ = ["compile", "jit", "last_traces", "last_backward_traces", "last_prologue", "cache_hits", "cache_misses",
-           "examine", "UnsupportedOpError", "DataDependentError", "SharpEdgeError", "SharpEdgeWarning",
-           "FallbackWarning", "RetraceWarning"]
+           "examine", "UnsupportedOpError", "DataDependentError", "InvalidArgumentError", "SharpEdgeError",
+           "SharpEdgeWarning", "FallbackWarning", "RetraceWarning"]
 __version__ = "0.1.0"
 
 

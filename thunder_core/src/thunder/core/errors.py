@@ -6,6 +6,7 @@ to them.
 """
 
 from thunder.acquire.interpreter import AcquisitionError
+from thunder.prims import InvalidArgumentError  # noqa: F401 (raised by operations given bad arguments)
 
 
 class UnsupportedOpError(AcquisitionError, NotImplementedError):

@@ -37,9 +37,15 @@ def make_prim(name: str, meta, *, tags: tuple = ()) -> Symbol:
     return sym
 
 
+class InvalidArgumentError(ValueError, RuntimeError):
+    """An operation given arguments it does not take (shapes that do not broadcast or multiply, an
+    unknown mode). A RuntimeError, as torch raises for these, so that a program's ``except
+    RuntimeError`` behaves as in eager; and a ValueError."""
+
+
 def _check(cond: bool, msg) -> None:
     if not cond:
-        raise ValueError(msg() if callable(msg) else msg)
+        raise InvalidArgumentError(msg() if callable(msg) else msg)
 
 
 def _requires_grad(*args) -> bool:

@@ -156,7 +156,7 @@ def div(a, b, *, rounding_mode: str | None = None):
         if _is_float(dtype):
             return trunc(_binary(prims.div, a, b))
         return _binary(prims.div, a, b)  # integer division truncates
-    raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', not {rounding_mode!r}")
+    raise prims.InvalidArgumentError(f"div: rounding_mode must be None, 'trunc' or 'floor', not {rounding_mode!r}")
 
 
 @torchsymbol(methods=["__rtruediv__"])
@@ -286,7 +286,7 @@ def masked_fill(a, mask, value):
 @torchsymbol(torch.clamp, tensor_method("clamp"), torch.clip, methods=["clamp", "clip"])
 def clamp(a, min=None, max=None):
     if min is None and max is None:
-        raise ValueError("torch.clamp: at least one of 'min' or 'max' must not be None")
+        raise prims.InvalidArgumentError("torch.clamp: at least one of 'min' or 'max' must not be None")
     result = a
     if min is not None:
         result = where(ne(result, result), result, maximum(result, min)) if _is_float(a.dtype) else maximum(result, min)

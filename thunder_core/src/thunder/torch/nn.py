@@ -62,14 +62,14 @@ def rmatmul(a, b):
 @torchsymbol(torch.bmm, tensor_method("bmm"), methods=["bmm"])
 def bmm(a, b):
     if a.ndim != 3 or b.ndim != 3:
-        raise ValueError(f"bmm: expected 3-D tensors, got {a.ndim}-D and {b.ndim}-D")
+        raise prims.InvalidArgumentError(f"bmm: expected 3-D tensors, got {a.ndim}-D and {b.ndim}-D")
     return matmul(a, b)
 
 
 @torchsymbol(torch.mm, tensor_method("mm"), methods=["mm"])
 def mm(a, b):
     if a.ndim != 2 or b.ndim != 2:
-        raise ValueError(f"mm: expected 2-D tensors, got {a.ndim}-D and {b.ndim}-D")
+        raise prims.InvalidArgumentError(f"mm: expected 2-D tensors, got {a.ndim}-D and {b.ndim}-D")
     return matmul(a, b)
 
 
@@ -88,7 +88,7 @@ def cov(input, *, correction: int = 1, fweights=None, aweights=None):
     """As ATen computes it; its checks that fweights are non-negative integers read values and
     are left out."""
     if input.ndim > 2:
-        raise ValueError(f"cov(): expected input to have two or fewer dimensions but got an input with "
+        raise prims.InvalidArgumentError(f"cov(): expected input to have two or fewer dimensions but got an input with "
                          f"{input.ndim} dimensions")
     x = input if input.ndim == 2 else reshape(input, [1, -1])
     n = x.shape[1]
@@ -135,7 +135,7 @@ def linear(input, weight, bias=None):
 def _normalized_dims(a, normalized_shape) -> tuple:
     n = len(normalized_shape)
     if tuple(a.shape[a.ndim - n:]) != tuple(pyval(s) for s in normalized_shape):
-        raise ValueError(f"expected input with shape [*, {', '.join(map(str, normalized_shape))}], "
+        raise prims.InvalidArgumentError(f"expected input with shape [*, {', '.join(map(str, normalized_shape))}], "
                          f"but got input of size {list(a.shape)}")
     return tuple(range(a.ndim - n, a.ndim))
 
@@ -310,7 +310,7 @@ def _reduce_loss(loss, reduction: str, weight_sum=None):
         return sum(loss)
     if reduction == "mean":
         return div(sum(loss), weight_sum) if weight_sum is not None else mean(loss)
-    raise ValueError(f"{reduction} is not a valid value for reduction")
+    raise prims.InvalidArgumentError(f"{reduction} is not a valid value for reduction")
 
 
 @torchsymbol(F.nll_loss)
@@ -371,7 +371,7 @@ def _ctc_loss_meta(log_probs, targets, input_lengths, target_lengths, blank=0, r
     """One loss per batch element, or their reduction; the alignment sizes inside depend on the
     target lengths' values, which fake tensors cannot see."""
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(f"{reduction} is not a valid value for reduction")
+        raise prims.InvalidArgumentError(f"{reduction} is not a valid value for reduction")
     batched = log_probs.ndim == 3
     shape = [log_probs.shape[1]] if batched and reduction == "none" else []
     requires_grad = torch.is_grad_enabled() and log_probs.requires_grad
@@ -388,9 +388,9 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
             var = unsqueeze(var, -1)
         elif not (input.ndim == var.ndim
                   and builtins.sum(y for x, y in zip(input.shape, var.shape) if x != y) == 1):
-            raise ValueError("var is of incorrect size")
+            raise prims.InvalidArgumentError("var is of incorrect size")
     if reduction not in ("none", "mean", "sum"):
-        raise ValueError(reduction + " is not valid")
+        raise prims.InvalidArgumentError(reduction + " is not valid")
     # eager clamps a clone of var in place under no_grad: clamped values, gradient as if unclamped
     clamped = clamp(var, min=eps)
     var = add(var, opaque_call(torch.detach, (sub(clamped, var),), {}))

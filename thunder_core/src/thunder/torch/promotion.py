@@ -44,7 +44,7 @@ def result_dtype(*operands) -> torch.dtype:
         else:
             result = torch.result_type(_meta(result, zero_dim), n)
     if result is None:
-        raise ValueError("result_dtype needs at least one operand")
+        raise prims.InvalidArgumentError("result_dtype needs at least one operand")
     return result
 
 
@@ -64,7 +64,7 @@ def broadcast_shapes(*shapes) -> tuple:
     try:
         return tuple(torch.broadcast_shapes(*shapes))
     except RuntimeError as e:
-        raise ValueError(f"shapes {[list(s) for s in shapes]} cannot be broadcast together") from e
+        raise prims.InvalidArgumentError(f"shapes {[list(s) for s in shapes]} cannot be broadcast together") from e
 
 
 def broadcast_to(a: TensorProxy, shape) -> TensorProxy:

@@ -41,14 +41,14 @@ def infer_shape(shape, numel: int) -> list:
     """Resolves one -1 in ``shape`` for a tensor of ``numel`` elements."""
     shape = list(shape)
     if shape.count(-1) > 1:
-        raise ValueError("only one dimension can be inferred (-1)")
+        raise prims.InvalidArgumentError("only one dimension can be inferred (-1)")
     if -1 in shape:
         known = math.prod(s for s in shape if s != -1)
         if known == 0 or numel % known:
-            raise ValueError(f"shape {shape} is invalid for input of size {numel}")
+            raise prims.InvalidArgumentError(f"shape {shape} is invalid for input of size {numel}")
         shape[shape.index(-1)] = numel // known
     if math.prod(shape) != numel:
-        raise ValueError(f"shape {shape} is invalid for input of size {numel}")
+        raise prims.InvalidArgumentError(f"shape {shape} is invalid for input of size {numel}")
     return shape
 
 
@@ -166,7 +166,7 @@ def expand(a, *shape):
     shape = _shape_arg(shape)
     offset = len(shape) - a.ndim
     if offset < 0:
-        raise ValueError(f"expand: the number of sizes ({len(shape)}) must be at least the tensor's "
+        raise prims.InvalidArgumentError(f"expand: the number of sizes ({len(shape)}) must be at least the tensor's "
                          f"dimensions ({a.ndim})")
     shape = [a.shape[i - offset] if s == -1 else s for i, s in enumerate(shape)]
     return broadcast_to(a, shape)
@@ -288,7 +288,7 @@ def getitem(a, key):
         elif isinstance(k, slice):
             start, stop, step = k.indices(result.shape[dim]) if k != slice(None) else (0, result.shape[dim], 1)
             if step <= 0:
-                raise ValueError("step must be greater than zero")
+                raise prims.InvalidArgumentError("step must be greater than zero")
             stop = builtins.max(stop, start)
             result = _slice_dim(result, dim, start, stop, step)
             dim += 1
