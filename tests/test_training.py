@@ -497,6 +497,28 @@ def test_tensor_filled_by_index_from_values_needing_gradients_needs_one_too():
         torch.testing.assert_close(a, e)
 
 
+
+@pytest.mark.parametrize("training", [True, False])
+def test_torch_transformer_encoder_with_causal_and_padding_masks(training):
+    """``nn.TransformerEncoder`` compares its mask with a causal one (a value Python branches on)
+    only to pass ``is_causal`` on as a hint; compiled, it runs with the mask, as eager does."""
+    torch.manual_seed(0)
+    layer = torch.nn.TransformerEncoderLayer(32, 4, 64, dropout=0.0, batch_first=True)
+    encoder = torch.nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).train(training)
+    x = torch.randn(2, 7, 32)
+    mask = torch.nn.Transformer.generate_square_subsequent_mask(7)
+    padding = torch.zeros(2, 7, dtype=torch.bool)
+    padding[1, 5:] = True
+    compiled = thunder.compile(encoder)
+    with torch.set_grad_enabled(training):
+        actual, expected = (fn(x, mask=mask, src_key_padding_mask=padding) for fn in (compiled, encoder))
+    torch.testing.assert_close(actual, expected, atol=1e-5, rtol=1e-5)
+    if training:
+        params = list(encoder.parameters())
+        for a, e in zip(torch.autograd.grad(actual.sum(), params), torch.autograd.grad(expected.sum(), params)):
+            torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 def test_rematerialization_saves_less_than_all_intermediates():

@@ -453,6 +453,13 @@ def _layout_query(hooks, method, tensor, *args, **kwargs):
     return value
 
 
+def _causal_hint(hooks, mask, is_causal=None, size=None):
+    """``nn.Transformer*`` ask whether a mask is causal by comparing its values, only to pass
+    ``is_causal`` on as a hint; the mask is applied either way, with the same result. The values
+    are not known while tracing, so the answer is the caller's hint alone."""
+    return is_causal is True
+
+
 def _layout_lookaside(method):
     return lambda hooks, tensor, *args, **kwargs: _layout_query(hooks, method, tensor, *args, **kwargs)
 
@@ -479,6 +486,8 @@ _SPECIAL_LOOKASIDES = {
         "mark_static_address", "mark_dynamic", "maybe_mark_dynamic", "mark_static", "mark_unbacked"))
        if hint is not None},
 }
+if hasattr(torch.nn.modules.transformer, "_detect_is_causal_mask"):  # torch >= 2.1
+    _SPECIAL_LOOKASIDES[torch.nn.modules.transformer._detect_is_causal_mask] = _causal_hint
 
 
 # -- acquisition ----------------------------------------------------------------------------------
