@@ -160,6 +160,23 @@ def test_positions_built_from_constants_have_values_python_may_use():
         torch.testing.assert_close(a, e)
 
 
+
+def test_values_built_from_constants_read_as_python_and_boolean_indices():
+    """``.item()``, ``.tolist()`` and boolean indexing with a mask built from constants use the
+    known values (eager returns them; nothing is data-dependent): the positions of a known mask
+    index like the mask does, in any position of the index."""
+    def f(x):
+        scale = torch.tensor([1.0, 2.5])[1].item()
+        sizes = torch.arange(3).tolist()
+        rows = torch.tensor([True, False, True, False])
+        grid = torch.tensor([[True, False, True], [False, False, True]])
+        return x[rows] * scale, x[:, torch.tensor([False, True, True])] + len(sizes), x[:2][grid], x[rows, 1:]
+
+    x = torch.randn(4, 3)
+    for a, e in zip(thunder.compile(f)(x), f(x)):
+        torch.testing.assert_close(a, e)
+
+
 def test_an_inplace_write_forgets_the_values_of_the_memory_it_changes():
     """Modifying a view of known positions changes them: their values are no longer assumed."""
     def f(x):

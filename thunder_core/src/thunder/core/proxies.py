@@ -171,6 +171,9 @@ class TensorProxy(Proxy):
 
     # -- everything else is the torch language -----------------------------------------------
     def __getattr__(self, name: str):
+        if name in ("item", "tolist") and self.value is not None:  # known, and fixed by the prologue
+            known = self.value
+            return lambda: getattr(known, name)()
         method = TENSOR_METHODS.get(name)
         if method is not None:
             def call(*args, **kwargs):

@@ -273,7 +273,7 @@ def getitem(a, key):
     keys = list(key) if isinstance(key, tuple) else [key]
     if not all(_is_basic_index(k) for k in keys):
         # advanced indexing with tensors: through torch, shapes inferred by meta tensors
-        return opaque_call(tensor_method("__getitem__"), (a, key), {})
+        return opaque_call(tensor_method("__getitem__"), (a, _known_masks_as_positions(key)), {})
     n_real = sum(1 for k in keys if k is not None and k is not Ellipsis)
     if n_real > a.ndim:
         raise IndexError(f"too many indices for tensor of dimension {a.ndim}")
@@ -295,6 +295,24 @@ def getitem(a, key):
         else:
             result = select(result, dim, k)
     return result
+
+
+def _known_masks_as_positions(key):
+    """``key`` with each boolean index whose values are known while tracing (built from constants)
+    replaced by the positions of its True entries, one integer index per dimension: the same
+    selection (``x[mask]`` is ``x[mask.nonzero(as_tuple=True)]``), with a shape known now."""
+    keys = key if isinstance(key, tuple) else (key,)
+    if not any(isinstance(k, TensorProxy) and k.dtype == torch.bool and k.value is not None and k.ndim
+               for k in keys):
+        return key
+    out = []
+    for k in keys:
+        if isinstance(k, TensorProxy) and k.dtype == torch.bool and k.value is not None and k.ndim:
+            out += [opaque_call(torch.tensor, (p.tolist(),), {"dtype": torch.int64, "device": k.device})
+                    for p in k.value.nonzero(as_tuple=True)]
+        else:
+            out.append(k)
+    return tuple(out)
 
 
 @torchsymbol(torch.index_select, tensor_method("index_select"), methods=["index_select"])
