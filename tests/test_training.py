@@ -519,6 +519,26 @@ def test_torch_transformer_encoder_with_causal_and_padding_masks(training):
             torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-5)
 
 
+
+@pytest.mark.parametrize("training", [True, False])
+def test_embedding_with_max_norm_renormalizes_the_looked_up_rows_like_eager(training):
+    """``nn.Embedding(max_norm=...)`` rescales the rows it looks up, in place, before the lookup."""
+    torch.manual_seed(0)
+    reference = torch.nn.Embedding(10, 4, max_norm=1.0)
+    model = torch.nn.Embedding(10, 4, max_norm=1.0)
+    model.load_state_dict(reference.state_dict())
+    ids = torch.tensor([[1, 2, 1, 7]])
+    compiled = thunder.compile(model)
+    with torch.set_grad_enabled(training):
+        for _ in range(2):
+            actual, expected = compiled(ids), reference(ids)
+            torch.testing.assert_close(actual, expected)
+            torch.testing.assert_close(model.weight.detach(), reference.weight.detach())
+            if training:
+                torch.testing.assert_close(torch.autograd.grad((actual ** 3).sum(), model.weight)[0],
+                                           torch.autograd.grad((expected ** 3).sum(), reference.weight)[0])
+
+
 # -- memory ------------------------------------------------------------------------------------------
 
 def test_rematerialization_saves_less_than_all_intermediates():

@@ -385,6 +385,19 @@ def _set_grad_enabled(hooks, mode: bool):
     ltorch.dispatch(torch._C._set_grad_enabled, (mode,), {})
 
 
+def _embedding(hooks, input, weight, padding_idx=None, max_norm=None, norm_type=2.0, scale_grad_by_freq=False,
+               sparse=False):
+    """``F.embedding`` with ``max_norm`` first rescales, in place and without gradient, the weight
+    rows it is about to look up (as eager does): recorded as that in-place write, then the lookup."""
+    if max_norm is not None:
+        enabled = torch.is_grad_enabled()
+        _set_grad_enabled(hooks, False)
+        ltorch.dispatch(torch.embedding_renorm_, (weight, input, max_norm, norm_type), {})
+        _set_grad_enabled(hooks, enabled)
+    return ltorch.dispatch(torch.nn.functional.embedding,
+                           (input, weight, padding_idx, None, norm_type, scale_grad_by_freq, sparse), {})
+
+
 def _is_all_true(hooks, condition):
     """``if not torch._is_all_true(valid): raise ...`` is how torch validates values (every
     torch.distributions argument and sample): recorded as a check the program makes when it runs,
@@ -466,6 +479,7 @@ def _layout_lookaside(method):
 
 _LAYOUT_QUERIES = {torch.Tensor.is_contiguous, torch.Tensor.stride, torch.Tensor.storage_offset}
 _SPECIAL_LOOKASIDES = {
+    torch.nn.functional.embedding: _embedding,
     **{m: _layout_lookaside(m) for m in _LAYOUT_QUERIES},
     torch.autograd.backward: _autograd_call,
     torch.autograd.grad: _autograd_call,
