@@ -89,7 +89,7 @@ def cov(input, *, correction: int = 1, fweights=None, aweights=None):
     are left out."""
     if input.ndim > 2:
         raise prims.InvalidArgumentError(f"cov(): expected input to have two or fewer dimensions but got an input with "
-                         f"{input.ndim} dimensions")
+                                         f"{input.ndim} dimensions")
     x = input if input.ndim == 2 else reshape(input, [1, -1])
     n = x.shape[1]
     w = fweights
@@ -136,7 +136,7 @@ def _normalized_dims(a, normalized_shape) -> tuple:
     n = len(normalized_shape)
     if tuple(a.shape[a.ndim - n:]) != tuple(pyval(s) for s in normalized_shape):
         raise prims.InvalidArgumentError(f"expected input with shape [*, {', '.join(map(str, normalized_shape))}], "
-                         f"but got input of size {list(a.shape)}")
+                                         f"but got input of size {list(a.shape)}")
     return tuple(range(a.ndim - n, a.ndim))
 
 

@@ -167,7 +167,7 @@ def expand(a, *shape):
     offset = len(shape) - a.ndim
     if offset < 0:
         raise prims.InvalidArgumentError(f"expand: the number of sizes ({len(shape)}) must be at least the tensor's "
-                         f"dimensions ({a.ndim})")
+                                         f"dimensions ({a.ndim})")
     shape = [a.shape[i - offset] if s == -1 else s for i, s in enumerate(shape)]
     return broadcast_to(a, shape)
 
