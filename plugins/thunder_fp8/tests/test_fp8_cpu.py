@@ -95,6 +95,43 @@ def test_traces_call_the_fp8_matmul():
     assert backward.count("fp8.scaled_mm(") == 2 and "float8_e5m2" in backward
 
 
+@pytest.mark.parametrize("recipe", ["tensorwise", "delayed"])
+def test_backward_reads_the_forward_fp8_operands(recipe):
+    """The per-tensor recipes cast x and the weight once, writing the transposed FP8 copies the
+    backward matmuls read in the same pass: the backward casts neither again, and the forward saves
+    FP8 copies, not the bf16/float activation. Two layers reading one input (an MLP's fc1 and fc2)
+    quantize it once."""
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(32, 48, bias=False), nn.Linear(32, 48, bias=False)
+
+        def forward(self, x):
+            return self.a(x) * self.b(x)
+
+    model = TwoHeads()
+    reference = copy.deepcopy(model)
+    thunder_fp8.convert_to_fp8(reference, thunder_fp8.FP8Config(recipe=recipe, emulate=True, skip=()))
+    tm = thunder.compile(model, plugins=[thunder_fp8.FP8(recipe, emulate=True, skip=())])
+    x = torch.randn(4, 8, 32)
+    g = torch.randn(4, 8, 48)
+    for m in (tm, reference):
+        m(x.clone().requires_grad_()).backward(g)
+    for p, rp in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, rp.grad)
+    forward = str(thunder.last_traces(tm)[-1])
+    backward = thunder.last_backward_traces(tm)[-1]
+    # each weight: one cast (both layouts); x: one (the delayed recipe's history writes keep CSE
+    # from merging the two layers' identical casts of x)
+    assert forward.count("fp8.cast_both_layouts(") == (3 if recipe == "tensorwise" else 4)
+    assert "torch.float8_e4m3fn)" not in str(backward)  # nothing is cast to e4m3 again
+    # neither x (float32 [4, 8, 32]) nor a weight (float32 [48, 32]) is saved for the backward
+    saved = [a for a in backward.args if isinstance(a, thunder.core.proxies.TensorProxy)]
+    assert not [a for a in saved if a.dtype == torch.float32 and a.ndim and a.shape[-1] == 32]
+    assert {a.dtype for a in saved} >= {E4M3}
+
+
 def test_delayed_scaling_history_and_state_dict():
     layer = _layer(bias=False)
     tm = thunder.compile(layer, plugins=[thunder_fp8.FP8("delayed", emulate=True, history_len=4)])

@@ -113,3 +113,24 @@ def test_litgpt_gpt_fp8_close_to_bf16():
         cos = torch.nn.functional.cosine_similarity(p.grad.flatten().float(), rp.grad.flatten().float(), dim=0)
         assert cos > 0.97
     assert "fp8.scaled_mm" in str(thunder.last_traces(tm)[-1])
+
+
+@pytest.mark.parametrize("fp8_dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
+@pytest.mark.parametrize("shape, dtype, transposed", [((480, 256), torch.bfloat16, False),
+                                                      ((33, 17), torch.float32, False),
+                                                      ((100, 300), torch.bfloat16, True)])
+def test_two_layout_cast_kernel_is_exact(fp8_dtype, shape, dtype, transposed):
+    """The Triton kernel of ``cast_both_layouts`` writes the bytes torch's cast writes (on the CPU),
+    in both layouts: rounding, saturation of out-of-range values, NaN, ragged tile edges and a
+    strided input."""
+    t = torch.randn(shape[::-1] if transposed else shape, dtype=dtype) * 300
+    t = t.t() if transposed else t
+    t[0, :3] = torch.tensor([float("nan"), 1e9, -1e9], dtype=dtype)
+    scale = torch.tensor(1.7)
+    q, qt = torch.ops.thunder_fp8.cast_both_layouts(t.cuda(), scale.cuda(), fp8_dtype)
+    ref_q, ref_qt = torch.ops.thunder_fp8.cast_both_layouts(t, scale, fp8_dtype)
+    for got, ref in ((q.cpu(), ref_q), (qt.cpu(), ref_qt)):
+        assert got.shape == ref.shape and got.is_contiguous()
+        nan = ref.float().isnan()
+        assert torch.equal(got.float().isnan(), nan)
+        assert torch.equal(got.view(torch.uint8)[~nan], ref.view(torch.uint8)[~nan])

@@ -5,9 +5,10 @@ its computation (a hit). If none applies, the program is acquired again, transfo
 executors, printed and compiled, and the new entry is added (a miss).
 
 Pipeline of one miss (each step's trace is kept for ``thunder.last_traces``):
-  acquire -> plugin passes ("acquired") -> DCE -> operator executors claim -> plugin passes
-  ("claimed") -> fusion executors -> DCE -> del insertion -> plugin passes ("final") -> Python
-  source -> callable, wrapped by plugins (``thunder_wrap_callable``).
+  acquire -> plugin passes ("acquired") -> DCE -> CSE -> attention rewrites -> autodiff split ->
+  operator executors claim -> CSE -> plugin passes ("claimed") -> fusion executors -> DCE -> del
+  insertion -> plugin passes ("final") -> Python source -> callable, wrapped by plugins
+  (``thunder_wrap_callable``).
 """
 
 from __future__ import annotations
@@ -278,6 +279,7 @@ class CompiledFunction:
         executors = self.executors_for(trace)
         operators = [ex for ex in executors if isinstance(ex, OperatorExecutor)]
         trace = step(claim_operators(trace, operators))
+        trace = step(cse(trace))  # repeats that only decomposing a composite symbol revealed
         trace = step(chain(pm, "thunder_transform_trace", trace, stage="claimed", options=options))
         for fusion in (ex for ex in executors if isinstance(ex, FusionExecutor)):
             trace = step(fuse_regions(trace, fusion))

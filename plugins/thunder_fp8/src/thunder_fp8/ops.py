@@ -3,16 +3,19 @@
 ``fp8_linear(...)`` is what a converted ``nn.Linear`` calls. Eagerly it is an
 ``autograd.Function``; while Thunder acquires a program, the plugin's lookaside replaces it by the
 symbol ``fp8.linear``, whose decomposition is ``scaling.linear_forward`` written in
-torch-language ops plus two FP8 symbols:
+torch-language ops plus three FP8 symbols:
 
 - ``fp8.scaled_mm``: the FP8 matmul (a primitive: only the ``fp8`` executor runs it, through
   ``torch._scaled_mm`` or, in emulation mode, by dequantizing);
+- ``fp8.cast_both_layouts``: an FP8 cast that also writes the transposed copy a backward matmul
+  needs, in the same pass (``thunder_fp8.cast``);
 - ``fp8.record_amax``: pushes an amax into a delayed-scaling history, in place (tagged
   ``side_effect`` so dead-code elimination keeps it).
 
 Nobody claims ``fp8.linear`` itself, so the claim pass decomposes it: the amax/scale/cast ops go to
 the torch executor and from there into the fusion executor's regions (fused with the producer of
-the activation); the matmuls are registered ``traceable``, so they join those regions too.
+the activation); the matmuls and the two-layout casts are registered ``traceable``, so they join
+those regions too.
 Autodiff keeps ``fp8.linear`` whole because it has a VJP rule (registered here), which records
 ``scaling.linear_backward``: the backward matmuls are ``fp8.scaled_mm`` too.
 """
@@ -29,6 +32,7 @@ from thunder.torch import ALL as L
 from thunder.transforms.autodiff.rules import vjp
 
 from thunder_fp8 import scaling
+from thunder_fp8.cast import cast_both_layouts
 
 namespace = SimpleNamespace()  # what ``fp8`` names in printed traces (the executor's implementations)
 
@@ -83,26 +87,39 @@ def _record_amax_meta(history, row, amax):
     return TensorProxy(tuple(amax.shape), amax.dtype, amax.device, False)
 
 
+def _cast_both_layouts_meta(t, scale, fp8_dtype):
+    if t.ndim != 2:
+        raise ValueError(f"fp8.cast_both_layouts: expected a 2-D tensor, got shape {list(t.shape)}")
+    m, n = t.shape
+    requires_grad = torch.is_grad_enabled() and t.requires_grad  # as the cast it stands for
+    return (TensorProxy((m, n), fp8_dtype, t.device, requires_grad),
+            TensorProxy((n, m), fp8_dtype, t.device, requires_grad))
+
+
 scaled_mm_symbol = Symbol("scaled_mm", _scaled_mm_meta, module="fp8", is_prim=True, module_object=namespace)
 record_amax_symbol = Symbol("record_amax", _record_amax_meta, module="fp8", is_prim=True,
                             module_object=namespace, tags=("side_effect",))
+cast_both_layouts_symbol = Symbol("cast_both_layouts", _cast_both_layouts_meta, module="fp8", is_prim=True,
+                                  module_object=namespace)
 
 # the torch-language namespace ``scaling`` computes with while a trace is recorded
 TRACED = SimpleNamespace(
     abs=L["abs"], amax=L["amax"], clamp=L["clamp"], mul=L["mul"], div=L["div"], add=L["add"],
     reciprocal=L["reciprocal"], where=L["where"], gt=L["gt"], select=L["select"], sum=L["sum"],
     reshape=L["reshape"], transpose=L["transpose"], to=L["to"],
-    scaled_mm=scaled_mm_symbol, record_amax=record_amax_symbol,
+    scaled_mm=scaled_mm_symbol, record_amax=record_amax_symbol, cast_both_layouts=cast_both_layouts_symbol,
 )
 
 
 def _linear_decomposition(input, weight, bias, history, recipe, margin, grad_dtype, emulate):
-    """``(out, *scales)``: the scales are outputs so that the VJP rule can reuse them (a
-    converted layer's caller sees ``out`` only)."""
+    """``(out, *saved)``: what ``scaling.linear_forward`` saves for the backward is output too, so
+    that the VJP rule can reuse it (a converted layer's caller sees ``out`` only)."""
+    grad = torch.is_grad_enabled()
     # the output dtype is the input's: under autocast the input arrives already cast
-    out, scales = scaling.linear_forward(TRACED, input, weight, bias, history, recipe, margin, grad_dtype,
-                                         input.dtype, emulate)
-    return (out, *scales)
+    out, saved = scaling.linear_forward(TRACED, input, weight, bias, history, recipe, margin, grad_dtype,
+                                        input.dtype, emulate, grad and input.requires_grad,
+                                        grad and weight.requires_grad)
+    return (out, *saved)
 
 
 linear_symbol = Symbol("linear", _linear_decomposition, module="fp8", module_object=namespace)
@@ -120,10 +137,13 @@ def _linear_vjp(ctx, input, weight, bias, history, recipe, margin, grad_dtype, e
 
 namespace.scaled_mm = scaling.scaled_mm
 namespace.record_amax = scaling.record_amax
+namespace.cast_both_layouts = cast_both_layouts
 executor = OperatorExecutor("fp8", priority=50)
-# torch operations only (``torch._scaled_mm`` and the layout copies it needs), so the fusion
-# executor compiles the matmuls inside its regions, next to the casts that feed them
+# torch operations only (``torch._scaled_mm``, the layout copies it needs, the custom cast), so the
+# fusion executor compiles them inside its regions, next to the ops that feed them
 executor.register("fp8.scaled_mm", namespace.scaled_mm, printed_as=("fp8", "scaled_mm", namespace), traceable=True)
+executor.register("fp8.cast_both_layouts", namespace.cast_both_layouts,
+                  printed_as=("fp8", "cast_both_layouts", namespace), traceable=True)
 executor.register("fp8.record_amax", namespace.record_amax, printed_as=("fp8", "record_amax", namespace))
 
 
@@ -135,17 +155,17 @@ class _FP8Linear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, history, recipe, margin, grad_dtype, out_dtype, emulate):
         with torch.no_grad():
-            out, scales = scaling.linear_forward(scaling.EAGER, x, weight, bias, history, recipe, margin,
-                                                 grad_dtype, out_dtype, emulate)
-        ctx.save_for_backward(x, weight, history, *scales)
+            out, saved = scaling.linear_forward(scaling.EAGER, x, weight, bias, history, recipe, margin,
+                                                grad_dtype, out_dtype, emulate, *ctx.needs_input_grad[:2])
+        ctx.save_for_backward(x, weight, history, *saved)
         ctx.config = (recipe, margin, grad_dtype, emulate, bias is not None)
         return out
 
     @staticmethod
     def backward(ctx, g):
-        x, weight, history, *scales = ctx.saved_tensors
+        x, weight, history, *saved = ctx.saved_tensors
         recipe, margin, grad_dtype, emulate, has_bias = ctx.config
-        dx, dw, db = scaling.linear_backward(scaling.EAGER, g, x, weight, scales, history, recipe, margin,
+        dx, dw, db = scaling.linear_backward(scaling.EAGER, g, x, weight, saved, history, recipe, margin,
                                              grad_dtype, emulate, ctx.needs_input_grad[0], ctx.needs_input_grad[1],
                                              has_bias and ctx.needs_input_grad[2])
         return dx, dw, db, None, None, None, None, None, None

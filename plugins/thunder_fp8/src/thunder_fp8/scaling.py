@@ -24,6 +24,8 @@ from types import SimpleNamespace
 
 import torch
 
+from thunder_fp8.cast import cast_both_layouts
+
 E4M3 = torch.float8_e4m3fn
 E5M2 = torch.float8_e5m2
 FP8_MAX = {E4M3: float(torch.finfo(E4M3).max), E5M2: float(torch.finfo(E5M2).max)}
@@ -76,20 +78,31 @@ def quantize(T, t, fp8_dtype, dim=None, margin: int = 0):
     return cast(T, t, scale, fp8_dtype), T.reciprocal(scale), amax
 
 
-def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_dtype, out_dtype, emulate: bool):
+def cast_for_backward(T, t, scale, fp8_dtype, transposed_too: bool):
+    """``(q, q.T contiguous)`` written in one pass when the backward needs the transpose
+    (``transposed_too``), else ``(q, None)``."""
+    if transposed_too:
+        return T.cast_both_layouts(t, scale, fp8_dtype)
+    return cast(T, t, scale, fp8_dtype), None
+
+
+def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_dtype, out_dtype, emulate: bool,
+                   need_input_grad: bool = False, need_weight_grad: bool = False):
     """``x @ weight.T + bias`` with both operands in e4m3 (and, for ``delayed``, the current amaxes
     pushed into ``history``), accumulated with the fast FP8 accumulation (the forward's choice in
     torchao and TransformerEngine; the backward's matmuls accumulate exactly). Returns
-    ``(out, scales)``: for the per-tensor recipes ``scales`` are the scales x and weight were
-    quantized with, which the backward reuses (quantizing them again without reducing them again);
-    empty for ``rowwise``, whose backward scales along other axes."""
+    ``(out, saved)``: for the per-tensor recipes ``saved`` is ``(x_scale, w_scale, xq_t, wq_t)``,
+    the scales x and weight were quantized with and, where a gradient needs them, the transposed
+    FP8 copies (``xq_t`` for the weight gradient, ``wq_t`` for the input gradient), written by the
+    same pass as the forward's operands, so the backward neither reduces nor casts x or the weight
+    again; empty for ``rowwise``, whose backward scales along other axes."""
     n, k = weight.shape
     x2 = T.reshape(x, (-1, k))
     if recipe == "rowwise":
         xq, xs, _ = quantize(T, x2, E4M3, dim=1)
         wq, ws, _ = quantize(T, weight, E4M3, dim=1)  # per output channel: [N, 1]
         out = T.scaled_mm(xq, T.transpose(wq, 0, 1), xs, T.transpose(ws, 0, 1), out_dtype, True, emulate)
-        scales = ()
+        saved = ()
     else:
         if recipe == "delayed":
             x_scale, x_amax = delayed_scale(T, x2, E4M3, history, ROW_INPUT, margin)
@@ -97,30 +110,32 @@ def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_d
         else:
             x_scale, _ = dynamic_scale(T, x2, E4M3)
             w_scale, _ = dynamic_scale(T, weight, E4M3)
-        xq, wq = cast(T, x2, x_scale, E4M3), cast(T, weight, w_scale, E4M3)
+        xq, xq_t = cast_for_backward(T, x2, x_scale, E4M3, need_weight_grad)
+        wq, wq_t = cast_for_backward(T, weight, w_scale, E4M3, need_input_grad)
         out = T.scaled_mm(xq, T.transpose(wq, 0, 1), T.reciprocal(x_scale), T.reciprocal(w_scale), out_dtype,
                           True, emulate)
         if recipe == "delayed":
             T.record_amax(history, ROW_INPUT, x_amax)
             T.record_amax(history, ROW_WEIGHT, w_amax)
-        scales = (x_scale, w_scale)
+        saved = (x_scale, w_scale, xq_t, wq_t)
     if bias is not None:
         out = T.add(out, T.to(bias, out_dtype))
-    return T.reshape(out, (*x.shape[:-1], n)), scales
+    return T.reshape(out, (*x.shape[:-1], n)), saved
 
 
-def linear_backward(T, g, x, weight, scales, history, recipe: str, margin: int, grad_dtype, emulate: bool,
+def linear_backward(T, g, x, weight, saved, history, recipe: str, margin: int, grad_dtype, emulate: bool,
                     need_input: bool, need_weight: bool, need_bias: bool):
     """Gradients of ``linear_forward`` for input, weight and bias: the two backward matmuls take the
     output gradient in ``grad_dtype`` (e5m2 by default: range matters more than precision for
-    gradients) and the forward operands in e4m3, quantized with the forward's ``scales`` (the same
-    FP8 values the forward multiplied). For ``delayed`` the gradient's amax is pushed into the
+    gradients) and the forward operands in e4m3: for the per-tensor recipes the FP8 values the
+    forward multiplied, in the transposed layouts ``saved`` holds (x and the weight themselves are
+    read only where ``saved`` lacks one). For ``delayed`` the gradient's amax is pushed into the
     history's gradient row."""
     n, k = weight.shape
     g2 = T.reshape(g, (-1, n))
-    x2 = T.reshape(x, (-1, k))
     dx = dw = db = None
     if recipe == "rowwise":
+        x2 = T.reshape(x, (-1, k))
         if need_input:  # [M, N] @ [N, K]: rows of g, columns of weight
             gq, gs, _ = quantize(T, g2, grad_dtype, dim=1)
             wq, ws, _ = quantize(T, weight, E4M3, dim=0)
@@ -134,14 +149,18 @@ def linear_backward(T, g, x, weight, scales, history, recipe: str, margin: int, 
             g_scale, g_amax = delayed_scale(T, g2, grad_dtype, history, ROW_GRAD, margin)
         else:
             g_scale, _ = dynamic_scale(T, g2, grad_dtype)
-        gq, gs = cast(T, g2, g_scale, grad_dtype), T.reciprocal(g_scale)
-        x_scale, w_scale = scales
-        if need_input:
-            wq = cast(T, weight, w_scale, E4M3)
-            dx = T.scaled_mm(gq, wq, gs, T.reciprocal(w_scale), x.dtype, False, emulate)
-        if need_weight:
-            xq = cast(T, x2, x_scale, E4M3)
-            dw = T.scaled_mm(T.transpose(gq, 0, 1), xq, gs, T.reciprocal(x_scale), weight.dtype, False, emulate)
+        gq, gq_t = cast_for_backward(T, g2, g_scale, grad_dtype, need_input and need_weight)
+        gs = T.reciprocal(g_scale)
+        x_scale, w_scale, xq_t, wq_t = saved
+        if need_input:  # [M, N] @ [N, K]: the weight's transpose, read as a column-major [N, K]
+            if wq_t is None:
+                wq_t = T.transpose(cast(T, weight, w_scale, E4M3), 0, 1)
+            dx = T.scaled_mm(gq, T.transpose(wq_t, 0, 1), gs, T.reciprocal(w_scale), x.dtype, False, emulate)
+        if need_weight:  # [N, M] @ [M, K]: both contract over the tokens
+            if xq_t is None:
+                xq_t = T.transpose(cast(T, T.reshape(x, (-1, k)), x_scale, E4M3), 0, 1)
+            gq_t = gq_t if gq_t is not None else T.transpose(gq, 0, 1)
+            dw = T.scaled_mm(gq_t, T.transpose(xq_t, 0, 1), gs, T.reciprocal(x_scale), weight.dtype, False, emulate)
         if recipe == "delayed":
             T.record_amax(history, ROW_GRAD, g_amax)
     if dx is not None:
@@ -215,5 +234,5 @@ EAGER = SimpleNamespace(
     abs=torch.abs, amax=torch.amax, clamp=torch.clamp, mul=torch.mul, div=torch.div, add=torch.add,
     reciprocal=torch.reciprocal, where=torch.where, gt=torch.gt, select=torch.select, sum=torch.sum,
     reshape=torch.reshape, transpose=torch.transpose, to=lambda t, dtype: t.to(dtype),
-    scaled_mm=scaled_mm, record_amax=record_amax,
+    scaled_mm=scaled_mm, record_amax=record_amax, cast_both_layouts=cast_both_layouts,
 )

@@ -74,11 +74,13 @@ class OperatorExecutor(Executor):
 
     def claim(self, bsym: BoundSymbol) -> BoundSymbol:
         """``bsym`` bound to this executor's implementation. The claimed symbol's ``side_effect``,
-        ``random`` and ``outside_fusion`` tags carry over: fusion executors and dead-code
-        elimination read them."""
+        ``random`` and ``outside_fusion`` tags carry over (fusion executors and dead-code
+        elimination read them), and an opaque torch operation's claim is tagged ``opaque`` (CSE
+        never merges what it cannot see into)."""
         exec_sym = self._implementations[bsym.sym.id][0]
-        missing = tuple(t for t in ("side_effect", "random", "outside_fusion")
-                        if t in bsym.sym.tags and t not in exec_sym.tags)
+        tags = bsym.sym.tags + (("opaque",) if bsym.sym.module == "opaque" else ())
+        missing = tuple(t for t in ("side_effect", "random", "outside_fusion", "opaque")
+                        if t in tags and t not in exec_sym.tags)
         if missing:
             exec_sym.tags = (*exec_sym.tags, *missing)
         return bsym.with_symbol(exec_sym)

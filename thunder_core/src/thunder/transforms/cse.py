@@ -26,9 +26,9 @@ from thunder.transforms.dce import has_side_effect
 
 def _key(bsym: BoundSymbol):
     """What identifies ``bsym``'s computation, or None when it must not be merged."""
-    if bsym.sym.module == "opaque" or has_side_effect(bsym):
+    if any("random" in b.sym.tags or "opaque" in b.sym.tags or b.sym.module == "opaque" for b in bsym.walk()):
         return None
-    if any("random" in b.sym.tags or b.sym.module == "opaque" for b in bsym.walk()):
+    if has_side_effect(bsym):
         return None
     leaves, spec = tree_flatten((bsym.args, bsym.kwargs))
     # the same computation inside and outside a no_grad region differs in what needs a gradient
