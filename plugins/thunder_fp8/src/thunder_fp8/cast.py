@@ -30,7 +30,8 @@ FP8_MAX = {torch.float8_e4m3fn: float(torch.finfo(torch.float8_e4m3fn).max),
 
 
 @torch.library.custom_op("thunder_fp8::cast_both_layouts", mutates_args=())
-def cast_both_layouts(t: torch.Tensor, scale: torch.Tensor, fp8_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def cast_both_layouts(t: torch.Tensor, scale: torch.Tensor,
+                      fp8_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``(q, q.t().contiguous())`` for ``q = fp8(clamp(t * scale, -max, max))``; ``t`` is 2-D,
     ``scale`` a float32 scalar tensor."""
     m = FP8_MAX[fp8_dtype]
