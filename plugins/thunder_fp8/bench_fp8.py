@@ -8,6 +8,7 @@
     python plugins/thunder_fp8/bench_fp8.py                    # H200: 16 layers, 1 x 2048 tokens
     python plugins/thunder_fp8/bench_fp8.py --batch 4          # matmul-heavy: 4 x 2048 tokens
     python plugins/thunder_fp8/bench_fp8.py --recipe rowwise
+    python plugins/thunder_fp8/bench_fp8.py --batch 4 --fp8-lm-head   # the output head in FP8 too
     python plugins/thunder_fp8/bench_fp8.py --tiny             # CPU smoke run with FP8 emulation
 """
 
@@ -59,7 +60,8 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def time_step(name, model, ids, device, iters, warmup):
+def prepare(name, model, ids, device, warmup):
+    """The first call (compilation) and warm-up steps of one implementation; its peak memory."""
     def step():
         loss = model(ids)
         loss.backward()
@@ -74,22 +76,32 @@ def time_step(name, model, ids, device, iters, warmup):
     first = time.perf_counter() - t0
     for _ in range(warmup):
         step()
-    times = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end))
-        else:
-            t = time.perf_counter()
-            step()
-            times.append((time.perf_counter() - t) * 1e3)
-    model.zero_grad(set_to_none=True)
+    sync(device)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
-    return dict(name=name, ms=statistics.median(times), first=first, peak=peak, loss=loss.item())
+    return dict(name=name, step=step, first=first, peak=peak, loss=loss.item(), times=[])
+
+
+def time_rounds(rows, device, iters, rounds=3):
+    """Times every implementation's step in interleaved rounds (CUDA events): the GPU runs at its
+    power limit, and its clock follows the load, so no implementation is charged for the heat of
+    the one timed before it. Medians over all rounds."""
+    per_round = max(1, iters // rounds)
+    for _ in range(rounds):
+        for row in rows:
+            for _ in range(per_round):
+                if device.type == "cuda":
+                    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                    start.record()
+                    row["step"]()
+                    end.record()
+                    torch.cuda.synchronize()
+                    row["times"].append(start.elapsed_time(end))
+                else:
+                    t = time.perf_counter()
+                    row["step"]()
+                    row["times"].append((time.perf_counter() - t) * 1e3)
+    for row in rows:
+        row["ms"] = statistics.median(row["times"])
 
 
 def batches(vocab, seq, steps, device, batch=2):
@@ -130,6 +142,8 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--recipe", default="tensorwise", choices=["tensorwise", "delayed", "rowwise"])
     parser.add_argument("--skip-torch-compile", action="store_true")
+    parser.add_argument("--fp8-lm-head", action="store_true",
+                        help="also time (and train) a run with the output head converted (FP8 skips it by default)")
     args = parser.parse_args()
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     emulate = not thunder_fp8.fp8_supported(device)
@@ -142,15 +156,20 @@ def main():
     iters, warmup = (2, 1) if args.tiny else (args.iters, 3)
     ids = torch.randint(0, vocab, (args.batch, seq + 1), device=device)
 
-    bf16_model, fp8_model = copy.deepcopy(base), copy.deepcopy(base)
     plugin = thunder_fp8.FP8(args.recipe, emulate=emulate)
-    impls = [("thunder bf16", thunder.compile(bf16_model)),
-             ("thunder + fp8", thunder.compile(fp8_model, plugins=[plugin]))]
+    impls = [("thunder bf16", thunder.compile(copy.deepcopy(base))),
+             ("thunder + fp8", thunder.compile(copy.deepcopy(base), plugins=[plugin]))]
+    if args.fp8_lm_head:
+        impls.append(("+ fp8 lm_head", thunder.compile(copy.deepcopy(base), plugins=[
+            thunder_fp8.FP8(args.recipe, emulate=emulate, skip=())])))
     if not args.skip_torch_compile:
         impls.append(("torch.compile", torch.compile(base)))
     print(f"litgpt Llama-3.2-1B-like: {sum(p.numel() for p in base.parameters()) / 1e9:.2f}B params, "
           f"batch {args.batch} x {seq} tokens, {device}, recipe {args.recipe}, {len(plugin.converted)} FP8 linears")
-    rows = [time_step(name, fn, ids, device, iters, warmup) for name, fn in impls]
+    rows = [prepare(name, fn, ids, device, warmup) for name, fn in impls]
+    time_rounds(rows, device, iters)
+    for _, fn in impls:
+        fn.zero_grad(set_to_none=True)
     ref = rows[0]["ms"]
     print(f"\n{'training step':<16}{'ms':>9}{'vs thunder bf16':>17}{'first call s':>14}{'peak GiB':>10}{'loss':>9}")
     for r in rows:
@@ -161,24 +180,25 @@ def main():
         print(f"final FP8 trace: {final.count('fp8.scaled_mm(')} fp8.scaled_mm calls, "
               f"{final.count('torchcompile_')} torch.compile region calls")
 
-    # a short training run: the same initialization, the same batches
+    # a short training run of each Thunder implementation: the same initialization, the same batches
     steps = 10 if args.tiny else args.steps
     if steps == 0:
         return
     data = list(batches(vocab, seq, steps, device))
     lr = 1e-3 if args.tiny else 3e-4
     t0 = time.perf_counter()
-    bf16_losses = train(impls[0][1], data, lr)
-    fp8_losses = train(impls[1][1], data, lr)
+    runs = [(name, train(fn, data, lr)) for name, fn in impls if name != "torch.compile"]
     print(f"\n{steps}-step AdamW run (lr {lr}, fresh batches of 2 x {seq} tokens of a noisy chain, loss floor "
-          f"1.386), {time.perf_counter() - t0:.0f} s")
-    print(f"{'step':>6}{'bf16 loss':>12}{'fp8 loss':>12}{'rel diff':>10}")
+          f"1.386), {time.perf_counter() - t0:.0f} s; rel diff: to thunder bf16")
+    print(f"{'step':>6}" + "".join(f"{name:>16}{'rel diff':>10}" for name, _ in runs))
+    bf16_losses = runs[0][1]
     for i in sorted({0, 1, 2, 5, 10, 20, 50, steps - 1} & set(range(steps))):
-        b, f = bf16_losses[i], fp8_losses[i]
-        print(f"{i:>6}{b:>12.4f}{f:>12.4f}{abs(f - b) / b:>10.3%}")
+        print(f"{i:>6}" + "".join(f"{losses[i]:>16.4f}{abs(losses[i] - bf16_losses[i]) / bf16_losses[i]:>10.3%}"
+                                  for _, losses in runs))
     tail = max(1, steps // 10)
-    b, f = statistics.mean(bf16_losses[-tail:]), statistics.mean(fp8_losses[-tail:])
-    print(f"mean of last {tail}: bf16 {b:.4f}, fp8 {f:.4f} ({abs(f - b) / b:.2%} apart)")
+    means = [(name, statistics.mean(losses[-tail:])) for name, losses in runs]
+    print(f"mean of last {tail}: " + ", ".join(f"{name} {m:.4f} ({abs(m - means[0][1]) / means[0][1]:.2%} apart)"
+                                               for name, m in means))
 
 
 if __name__ == "__main__":

@@ -91,11 +91,11 @@ def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_d
     """``x @ weight.T + bias`` with both operands in e4m3 (and, for ``delayed``, the current amaxes
     pushed into ``history``), accumulated with the fast FP8 accumulation (the forward's choice in
     torchao and TransformerEngine; the backward's matmuls accumulate exactly). Returns
-    ``(out, saved)``: for the per-tensor recipes ``saved`` is ``(x_scale, w_scale, xq_t, wq_t)``,
-    the scales x and weight were quantized with and, where a gradient needs them, the transposed
-    FP8 copies (``xq_t`` for the weight gradient, ``wq_t`` for the input gradient), written by the
-    same pass as the forward's operands, so the backward neither reduces nor casts x or the weight
-    again; empty for ``rowwise``, whose backward scales along other axes."""
+    ``(out, saved)``: for the per-tensor recipes ``saved`` is ``(x_inv, w_inv, xq_t, wq_t)``, the
+    dequantization scales of x and the weight and, where a gradient needs them (``need_*_grad``),
+    the transposed FP8 copies (``xq_t`` for the weight gradient, ``wq_t`` for the input gradient),
+    written by the same pass as the forward's operands, so the backward neither reduces nor casts
+    x or the weight again; empty for ``rowwise``, whose backward scales along other axes."""
     n, k = weight.shape
     x2 = T.reshape(x, (-1, k))
     if recipe == "rowwise":
@@ -112,12 +112,12 @@ def linear_forward(T, x, weight, bias, history, recipe: str, margin: int, grad_d
             w_scale, _ = dynamic_scale(T, weight, E4M3)
         xq, xq_t = cast_for_backward(T, x2, x_scale, E4M3, need_weight_grad)
         wq, wq_t = cast_for_backward(T, weight, w_scale, E4M3, need_input_grad)
-        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), T.reciprocal(x_scale), T.reciprocal(w_scale), out_dtype,
-                          True, emulate)
+        x_inv, w_inv = T.reciprocal(x_scale), T.reciprocal(w_scale)
+        out = T.scaled_mm(xq, T.transpose(wq, 0, 1), x_inv, w_inv, out_dtype, True, emulate)
         if recipe == "delayed":
             T.record_amax(history, ROW_INPUT, x_amax)
             T.record_amax(history, ROW_WEIGHT, w_amax)
-        saved = (x_scale, w_scale, xq_t, wq_t)
+        saved = (x_inv, w_inv, xq_t, wq_t)
     if bias is not None:
         out = T.add(out, T.to(bias, out_dtype))
     return T.reshape(out, (*x.shape[:-1], n)), saved
@@ -128,9 +128,9 @@ def linear_backward(T, g, x, weight, saved, history, recipe: str, margin: int, g
     """Gradients of ``linear_forward`` for input, weight and bias: the two backward matmuls take the
     output gradient in ``grad_dtype`` (e5m2 by default: range matters more than precision for
     gradients) and the forward operands in e4m3: for the per-tensor recipes the FP8 values the
-    forward multiplied, in the transposed layouts ``saved`` holds (x and the weight themselves are
-    read only where ``saved`` lacks one). For ``delayed`` the gradient's amax is pushed into the
-    history's gradient row."""
+    forward multiplied, in the transposed layouts ``saved`` holds (the forward saved them for the
+    gradients that were needed then, which are the ones asked for here). For ``delayed`` the
+    gradient's amax is pushed into the history's gradient row."""
     n, k = weight.shape
     g2 = T.reshape(g, (-1, n))
     dx = dw = db = None
@@ -151,16 +151,12 @@ def linear_backward(T, g, x, weight, saved, history, recipe: str, margin: int, g
             g_scale, _ = dynamic_scale(T, g2, grad_dtype)
         gq, gq_t = cast_for_backward(T, g2, g_scale, grad_dtype, need_input and need_weight)
         gs = T.reciprocal(g_scale)
-        x_scale, w_scale, xq_t, wq_t = saved
+        x_inv, w_inv, xq_t, wq_t = saved
         if need_input:  # [M, N] @ [N, K]: the weight's transpose, read as a column-major [N, K]
-            if wq_t is None:
-                wq_t = T.transpose(cast(T, weight, w_scale, E4M3), 0, 1)
-            dx = T.scaled_mm(gq, T.transpose(wq_t, 0, 1), gs, T.reciprocal(w_scale), x.dtype, False, emulate)
+            dx = T.scaled_mm(gq, T.transpose(wq_t, 0, 1), gs, w_inv, x.dtype, False, emulate)
         if need_weight:  # [N, M] @ [M, K]: both contract over the tokens
-            if xq_t is None:
-                xq_t = T.transpose(cast(T, T.reshape(x, (-1, k)), x_scale, E4M3), 0, 1)
             gq_t = gq_t if gq_t is not None else T.transpose(gq, 0, 1)
-            dw = T.scaled_mm(gq_t, T.transpose(xq_t, 0, 1), gs, T.reciprocal(x_scale), weight.dtype, False, emulate)
+            dw = T.scaled_mm(gq_t, T.transpose(xq_t, 0, 1), gs, x_inv, weight.dtype, False, emulate)
         if recipe == "delayed":
             T.record_amax(history, ROW_GRAD, g_amax)
     if dx is not None:
