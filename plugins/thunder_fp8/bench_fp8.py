@@ -61,7 +61,9 @@ def sync(device):
 
 
 def prepare(name, model, ids, device, warmup):
-    """The first call (compilation) and warm-up steps of one implementation; its peak memory."""
+    """The first call (compilation) and warm-up steps of one implementation; its peak memory:
+    its parameters and the most its steps allocated on top (the other implementations' copies of
+    the model are resident too and not counted; their gradients are freed between preparations)."""
     def step():
         loss = model(ids)
         loss.backward()
@@ -69,6 +71,7 @@ def prepare(name, model, ids, device, warmup):
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
+        resident = torch.cuda.memory_allocated()
     sync(device)
     t0 = time.perf_counter()
     loss = step()
@@ -77,7 +80,11 @@ def prepare(name, model, ids, device, warmup):
     for _ in range(warmup):
         step()
     sync(device)
-    peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
+    peak = float("nan")
+    if device.type == "cuda":
+        params = sum(p.numel() * p.element_size() for p in model.parameters())
+        peak = (torch.cuda.max_memory_allocated() - resident + params) / 2**30
+    model.zero_grad(set_to_none=True)
     return dict(name=name, step=step, first=first, peak=peak, loss=loss.item(), times=[])
 
 
