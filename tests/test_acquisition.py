@@ -3,6 +3,7 @@ autocast regions, in-place ops and views, the eager fallback, sharp-edge reports
 compares the compiled program with eager PyTorch: outputs, gradients and the state left behind."""
 
 import copy
+import dataclasses
 import logging
 import random
 import time
@@ -478,3 +479,66 @@ def test_lasting_item_stores_traced_values_error_python_values_as_in_eager():
     for _ in range(3):
         torch.testing.assert_close(compiled(torch.ones(2)), torch.full((2,), 3.0))
     assert (thunder.cache_misses(compiled), thunder.cache_hits(compiled)) == (2, 1)
+
+
+@dataclasses.dataclass
+class _Output:
+    logits: torch.Tensor
+    extras: list
+    label: str = "out"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    value: torch.Tensor
+    scale: float
+
+
+class _Plain:
+    def __init__(self, hidden, note):
+        self.hidden, self.note = hidden, note
+
+
+class _Slotted:
+    __slots__ = ("hidden",)
+
+    def __init__(self, hidden):
+        self.hidden = hidden
+
+
+def test_returned_dataclasses_and_objects_hold_this_calls_tensors():
+    """pytree treats a dataclass or a plain object as a leaf: the traced object (proxies inside)
+    must not be what the caller gets. Each call returns a copy holding that call's tensors, with
+    values and gradients as eager; an object Thunder cannot take apart is a clear error."""
+    lin = nn.Linear(4, 4)
+
+    def f(x):
+        h = lin(x)
+        return _Output(h * 2, [h.sum(), _Frozen(h + 1, 0.5)]), _Plain(h.relu(), "kept")
+
+    tf = thunder.compile(f)
+    for _ in range(2):
+        x = torch.randn(3, 4, requires_grad=True)
+        (out, plain), (ref, ref_plain) = tf(x), f(x)
+        assert type(out) is _Output and type(out.extras[1]) is _Frozen and type(plain) is _Plain
+        assert out.label == "out" and out.extras[1].scale == 0.5 and plain.note == "kept"
+        got = [out.logits, out.extras[0], out.extras[1].value, plain.hidden]
+        expected = [ref.logits, ref.extras[0], ref.extras[1].value, ref_plain.hidden]
+        for a, b in zip(got, expected):
+            assert type(a) is torch.Tensor
+            torch.testing.assert_close(a, b)
+        grads = torch.autograd.grad(sum(t.sum() for t in got), [x, lin.weight])
+        ref_grads = torch.autograd.grad(sum(t.sum() for t in expected), [x, lin.weight])
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a, b)
+
+    x = torch.randn(2)
+    slotted = thunder.compile(lambda x: _Slotted(x * 2))(x)
+    assert type(slotted.hidden) is torch.Tensor and torch.equal(slotted.hidden, x * 2)
+
+    def returns_closure(x):
+        y = x * 2
+        return lambda: y
+
+    with pytest.raises(thunder.UnsupportedOpError, match="function holding traced tensors"):
+        thunder.compile(returns_closure)(x)

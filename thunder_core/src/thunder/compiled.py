@@ -19,7 +19,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import torch
-from torch.utils._pytree import tree_unflatten
 
 from thunder.acquire.acquisition import AcquisitionFailed, acquire
 from thunder.core.proxies import TensorProxy
@@ -83,10 +82,7 @@ class CacheEntry:
                 self.epilogue.fn(args, kwargs or {}, module, stored)
         elif self.epilogue is not None:
             self.epilogue.fn(args, kwargs or {}, module, ())
-        spec = self.output_spec
-        if spec.num_leaves == 1 and spec.num_nodes == 1:  # a bare value
-            return flat[0]
-        return tree_unflatten(list(flat), spec)
+        return self.output_spec.unflatten(flat)
 
 
 class CompiledFunction:

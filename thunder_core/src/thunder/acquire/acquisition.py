@@ -35,6 +35,7 @@ from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 import thunder.torch as ltorch
 from thunder.acquire.autocast import AutocastState
 from thunder.acquire.interpreter import AcquisitionError, InterpreterHooks, Origin, current_user_frames, interpret
+from thunder.acquire.outputs import flatten_result
 from thunder.acquire.prologue import PrologueBuilder
 from thunder.acquire.vmap import Vmapped
 from thunder.core.errors import UnsupportedOpError
@@ -593,8 +594,7 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
             f"the program stores a traced value into {lasting_item_store}, a container that outlives the "
             "call; Thunder replays attribute stores on such objects but not item stores. Assign an attribute "
             "instead, return the value, or move the store out of the compiled function.")
-    # a returned torch.Size is one value (pytree would take it apart and rebuild a plain tuple)
-    flat_out, out_spec = tree_flatten(result, is_leaf=lambda x: isinstance(x, torch.Size))
+    flat_out, out_spec = flatten_result(result)
     stored_tensors, epilogue = _epilogue(hooks, prologue)
     trace.output = tuple(flat_out) + tuple(stored_tensors)
     return AcquiredProgram(computation=trace, prologue=prologue.build(), output_spec=out_spec,
