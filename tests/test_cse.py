@@ -34,17 +34,31 @@ def test_repeated_computation_is_computed_once_and_gradients_match():
     assert cse.count("ltorch.linear(") == 2 and cse.count("ltorch.relu(") == 1 and cse.count("ltorch.rand(") == 2
 
 
-def test_traces_that_modify_tensors_in_place_are_left_alone():
-    def f(x):
-        a = x + 1
-        b = x + 1
-        a.mul_(2)  # b must not see this
-        return a, b
+def test_in_place_writes_keep_what_they_may_change_apart():
+    """Values a write may change are neither merged nor read across the write; the rest of such a
+    trace is still deduplicated."""
+    def f(x, buf):
+        a = x.sin() * 2
+        b = x.sin() * 2          # a repeat of values no write touches: computed once
+        c = buf.sum()
+        buf.mul_(2)
+        d = buf.sum()            # the same expression, read after a write: computed again
+        e = x + 1
+        g = x + 1
+        e.mul_(2)                # g must not see this
+        v = buf.view(2, 2)[0].repeat(2)
+        h = buf.float().to(buf.dtype) + v  # a cast round trip of a written tensor stays
+        buf.add_(1)
+        return a + b, c, d, e, g, h
 
     compiled = thunder.compile(f)
     x = torch.randn(4)
-    for actual, expected in zip(compiled(x), f(x)):
+    buf, expected_buf = torch.arange(4.0, dtype=torch.bfloat16), torch.arange(4.0, dtype=torch.bfloat16)
+    for actual, expected in zip(compiled(x, buf), f(x, expected_buf)):
         torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(buf, expected_buf)
+    source = str(thunder.last_traces(compiled)[-1])
+    assert source.count("torch.sin(") == 1 and source.count("torch.sum(") == 2
 
 
 def _backward_matching_eager(f, *inputs):

@@ -3,8 +3,10 @@
 Two bound symbols compute the same value when they call the same symbol on the same arguments
 (proxies by name, other values by equality); later uses of the repeat's outputs are renamed to the
 first's. Random operations (every draw differs), opaque torch operations (Thunder cannot see their
-effects) and anything with a side effect are never merged. A trace that modifies a tensor in place
-is left as is: two equal values merged into one tensor would see each other's modifications.
+effects) and anything with a side effect are never merged. Where the trace modifies tensors in
+place, nothing that reads or makes a value such a write may change (the written tensors and
+whatever may alias them) is merged: two equal values merged into one tensor would see each
+other's modifications, and two reads of one tensor around a write differ.
 
 A cast round trip through a wider floating-point type (``bf16 -> f32 -> bf16``, which every cast's
 gradient rule produces where a value was upcast) is the value it started from, exactly, so uses of
@@ -20,7 +22,7 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
-from thunder.transforms.autodiff.inplace import substitute
+from thunder.transforms.autodiff.inplace import alias_groups, substitute
 from thunder.transforms.dce import has_side_effect
 
 
@@ -61,14 +63,22 @@ def _round_trip_start(bsym: BoundSymbol, casts: dict[str, BoundSymbol]):
     return None
 
 
-def _modifies_a_tensor(trace: Trace) -> bool:
-    return any(has_side_effect(b) and any(isinstance(p, TensorProxy) for p in b.flat_proxy_args())
-               for b in trace.bound_symbols)
+def _writable(trace: Trace):
+    """The names of the values an in-place write of the trace may change: every tensor an
+    operation with a side effect takes, and everything possibly aliased with one."""
+    writes = [b for b in trace.bound_symbols if has_side_effect(b)
+              and any(isinstance(p, TensorProxy) for p in b.flat_proxy_args())]
+    if not writes:
+        return set()
+    root = alias_groups(trace.bound_symbols)
+    written = {root(p.name) for b in writes for p in b.flat_proxy_args() if isinstance(p, TensorProxy)}
+    names = {p.name for b in trace.bound_symbols for p in (*b.flat_proxy_args(), *b.flat_proxy_outputs())
+             if isinstance(p, TensorProxy)}
+    return {n for n in names if root(n) in written}
 
 
 def cse(trace: Trace) -> Trace:
-    if _modifies_a_tensor(trace):
-        return trace
+    writable = _writable(trace)
     first: dict[tuple, BoundSymbol] = {}
     renamed: dict[str, Proxy] = {}
     kept: list[BoundSymbol] = []
@@ -78,14 +88,17 @@ def cse(trace: Trace) -> Trace:
     for bsym in trace.bound_symbols:
         if renamed:
             bsym = substitute(bsym, renamed)
-        start = _round_trip_start(bsym, casts)
+        # a value a write may change is not merged with another, nor replaced by one
+        touched = any(p.name in writable for p in (*bsym.flat_proxy_args(), *bsym.flat_proxy_outputs()))
+        start = None if touched else _round_trip_start(bsym, casts)
         # (an output that would become one of the inputs stays a copy: callers may own both)
-        if start is not None and not (start.name in inputs and bsym.output.name in outputs):
+        if start is not None and start.name not in writable and \
+                not (start.name in inputs and bsym.output.name in outputs):
             renamed[bsym.output.name] = start
             continue
         if bsym.sym.id == prims.convert_element_type.id:
             casts[bsym.output.name] = bsym
-        key = _key(bsym)
+        key = None if touched else _key(bsym)
         earlier = first.get(key) if key is not None else None
         if earlier is not None:
             for repeat, original in zip(bsym.flat_proxy_outputs(), earlier.flat_proxy_outputs()):

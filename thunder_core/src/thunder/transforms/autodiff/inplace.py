@@ -17,6 +17,8 @@ a gradient).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch.utils._pytree import tree_flatten, tree_map
 
@@ -25,6 +27,7 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
+from thunder.torch.opaque import shares_memory_with_inputs
 from thunder.torch.registry import SYMBOL_TO_TORCH
 from thunder.transforms import checkpoint
 
@@ -76,6 +79,25 @@ def _makes_fresh_memory(bsym: BoundSymbol) -> bool:
                 fresh.discard(o.name)
     inputs = {p.name for p in bsym.flat_proxy_args()}
     return all(o.name in fresh and o.name not in inputs for o in bsym.flat_proxy_outputs())
+
+
+def alias_groups(bsyms) -> Callable[[str], str]:
+    """Values grouped by possible aliasing: an operation whose outputs may be views of its inputs
+    (for a torch operation without a definition, running it again on fake tensors tells) joins them
+    all. Returns ``root(name)``, the same name for every member of a group."""
+    group: dict[str, str] = {}
+
+    def root(name):
+        while group.get(name, name) != name:
+            name = group[name]
+        return name
+
+    for b in bsyms:
+        if shares_memory_with_inputs(b) if "opaque" in b.sym.tags else not _makes_fresh_memory(b):
+            names = [p.name for p in b.flat_proxy_args() + b.flat_proxy_outputs() if isinstance(p, TensorProxy)]
+            for n in names[1:]:
+                group[root(n)] = root(names[0])
+    return root
 
 
 def substitute(bsym: BoundSymbol, mapping: dict) -> BoundSymbol:

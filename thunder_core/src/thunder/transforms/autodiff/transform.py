@@ -27,12 +27,11 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
-from thunder.torch.opaque import shares_memory_with_inputs
 from thunder.torch.promotion import to_dtype
 from thunder.torch.registry import SYMBOL_TO_TORCH
 from thunder.transforms import checkpoint
 from thunder.transforms.autodiff import opaque
-from thunder.transforms.autodiff.inplace import _makes_fresh_memory, _mutated
+from thunder.transforms.autodiff.inplace import _mutated, alias_groups
 from thunder.transforms.autodiff.rules import bind, rule_for
 from thunder.transforms.dce import dce
 
@@ -232,18 +231,7 @@ def _written_after_read(bsyms: list, residuals: list):
     writes = [b for b in bsyms if "opaque" in b.sym.tags and _is_inplace(b)]
     if not writes:
         return None
-    group: dict[str, str] = {}
-
-    def root(name):
-        while group.get(name, name) != name:
-            name = group[name]
-        return name
-
-    for b in bsyms:
-        if shares_memory_with_inputs(b) if "opaque" in b.sym.tags else not _makes_fresh_memory(b):
-            names = [p.name for p in b.flat_proxy_args() + b.flat_proxy_outputs() if isinstance(p, TensorProxy)]
-            for n in names[1:]:
-                group[root(n)] = root(names[0])
+    root = alias_groups(bsyms)
     saved = {root(r.name) for r in residuals if isinstance(r, TensorProxy)}
     read = set()
     writes = {id(b) for b in writes}
