@@ -145,6 +145,11 @@ executor.register("fp8.scaled_mm", namespace.scaled_mm, printed_as=("fp8", "scal
 executor.register("fp8.cast_both_layouts", namespace.cast_both_layouts,
                   printed_as=("fp8", "cast_both_layouts", namespace), traceable=True)
 executor.register("fp8.record_amax", namespace.record_amax, printed_as=("fp8", "record_amax", namespace))
+# what ``thunder_fp8.passes`` turns the records at the end of a trace into (claimed already)
+namespace.record_amaxes = scaling.record_amaxes
+record_amaxes_symbol = executor.register("fp8.record_amaxes", namespace.record_amaxes,
+                                         printed_as=("fp8", "record_amaxes", namespace))
+record_amaxes_symbol.tags = (*record_amaxes_symbol.tags, "side_effect")
 
 
 # -- the function converted layers call ------------------------------------------------------------

@@ -7,12 +7,16 @@ compiled calls, each with its own host overhead, and no fusion across them). Not
 record and the end of the trace reads that history (the scales read it before the record; the
 history is read only through ``amax`` over it, never through views, see ``scaling.delayed_scale``),
 so each record moves down to just before the next operation that takes the same history, or the
-amax it records, as an argument; usually to the end of the trace, after the one fused region.
+amax it records, as an argument; usually to the end of the trace, after the one fused region. The
+records that reach the end become one ``fp8.record_amaxes`` call: a few kernels for all layers
+instead of two per record.
 """
 
 from __future__ import annotations
 
-from thunder_fp8.ops import record_amax_symbol
+from thunder.core.symbol import BoundSymbol
+
+from thunder_fp8.ops import record_amax_symbol, record_amaxes_symbol
 
 
 def sink_amax_records(trace):
@@ -33,4 +37,7 @@ def sink_amax_records(trace):
         out.append(bsym)
     if not moved:
         return None
+    if len(pending) > 1:  # the records left at the end: one batched write
+        histories, rows, amaxes = zip(*(r.args for r in pending))
+        pending = [BoundSymbol(record_amaxes_symbol, (histories, rows, amaxes), {}, None, [], pending[0].source)]
     return trace.derive("fp8 amax records sunk", out + pending)

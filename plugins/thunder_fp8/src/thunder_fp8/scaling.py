@@ -226,6 +226,21 @@ def record_amax(history, row: int, amax):
     return amax
 
 
+def record_amaxes(histories, rows, amaxes) -> None:
+    """``record_amax`` for many histories at once, in a handful of kernels whatever their number
+    (a 16-layer model records 160 amaxes per training step): the rows are gathered, shifted and
+    written back together, per group of rows of one dtype, length and device."""
+    groups: dict[tuple, list] = {}
+    for history, row, amax in zip(histories, rows, amaxes):
+        h = history[row]
+        groups.setdefault((h.dtype, h.shape[0], h.device), []).append((h, amax))
+    for pairs in groups.values():
+        rows_now = torch.stack([h for h, _ in pairs])
+        fresh = torch.stack([a.reshape(()) for _, a in pairs]).to(rows_now.dtype)
+        shifted = torch.cat((fresh[:, None], rows_now[:, :-1]), dim=1)
+        torch._foreach_copy_([h for h, _ in pairs], list(shifted.unbind(0)))
+
+
 EAGER = SimpleNamespace(
     abs=torch.abs, amax=torch.amax, clamp=torch.clamp, mul=torch.mul, div=torch.div, add=torch.add,
     reciprocal=torch.reciprocal, where=torch.where, gt=torch.gt, select=torch.select, sum=torch.sum,
