@@ -92,14 +92,14 @@ def _attributes(obj) -> dict:
         return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
     attributes = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
     for cls in type(obj).__mro__:
-        for name in (cls.__dict__.get("__slots__", ()) if isinstance(cls.__dict__.get("__slots__"), (tuple, list))
-                     else ()):
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
             if name not in ("__dict__", "__weakref__") and hasattr(obj, name):
                 attributes[name] = getattr(obj, name)
     return attributes
 
 
-def flatten_result(result):
+def flatten_result(result, _enclosing: tuple = ()):
     """``(values, spec)``: the result's flat values (proxies and constants, the trace's outputs) and
     the ``OutputSpec`` that rebuilds it from them."""
     leaves, tree = tree_flatten(result, is_leaf=_is_leaf)
@@ -111,14 +111,14 @@ def flatten_result(result):
             continue
         attributes = _attributes(leaf)
         names = tuple(n for n, v in attributes.items() if _holds_traced(v, set()))
-        if not names:
+        if not names or any(leaf is e for e in _enclosing):  # (an object holding itself has no copy)
             raise UnsupportedOpError(
                 f"the program returns a {type(leaf).__qualname__} holding traced tensors where Thunder cannot "
-                "rebuild it with each call's values (a closure over them); return the tensors (in tuples, lists, "
-                "dicts, dataclasses or objects) instead")
+                "rebuild it with each call's values (a closure over them, or the object inside itself); return the "
+                "tensors (in tuples, lists, dicts, dataclasses or objects) instead")
         specs = []
         for name in names:
-            sub_values, sub_spec = flatten_result(attributes[name])
+            sub_values, sub_spec = flatten_result(attributes[name], (*_enclosing, leaf))
             values += sub_values
             specs.append(sub_spec)
         objects.append(_Object(leaf, names, specs))
