@@ -24,11 +24,10 @@ from types import SimpleNamespace
 
 import torch
 
-from thunder_fp8.cast import cast_both_layouts
+from thunder_fp8.cast import FP8_MAX, cast_both_layouts
 
 E4M3 = torch.float8_e4m3fn
 E5M2 = torch.float8_e5m2
-FP8_MAX = {E4M3: float(torch.finfo(E4M3).max), E5M2: float(torch.finfo(E5M2).max)}
 AMAX_EPS = 1e-12  # keeps all-zero tensors (fresh gradients, zero-initialised weights) finite
 RECIPES = ("tensorwise", "delayed", "rowwise")
 
