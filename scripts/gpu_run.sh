@@ -35,7 +35,7 @@ if [ "$what" = bench ] || [ "$what" = all ]; then
 fi
 if [ "$what" = plugins ] || [ "$what" = all ]; then
   python3 plugins/thunder_cudagraphs/bench_cudagraphs.py 2>&1 | grep -v -i warn | log plugins || status=1
-  python3 plugins/thunder_fp8/bench_fp8.py --steps 30 2>&1 | grep -v -i warn | log plugins || status=1
+  python3 plugins/thunder_fp8/bench_fp8.py --batch 4 --profile --steps 30 2>&1 | grep -v -i warn | log plugins || status=1
 fi
 if [ "$what" = opinfo ]; then
   # pytest-xdist (on the GPU image) spreads the suite over the host's cores: about a minute

@@ -111,6 +111,18 @@ def time_rounds(rows, device, iters, rounds=3):
         row["ms"] = statistics.median(row["times"])
 
 
+def kernel_time(step):
+    """Device time (ms) and number of the kernels (and copies, fills) one CUDA step launches; the
+    median step time minus this is the time the GPU waits for the host."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        torch.cuda.synchronize()
+    events = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.device_time for e in events) / 1e3, len(events)
+
+
 def batches(vocab, seq, steps, device, batch=2):
     """A fresh batch per step from a noisy affine chain (next = 7 * token + noise mod 1024, noise in
     0..3): learnable, but with an entropy floor of ln 4 = 1.386, so neither run can memorize its way
@@ -149,6 +161,7 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--recipe", default="tensorwise", choices=["tensorwise", "delayed", "rowwise"])
     parser.add_argument("--skip-torch-compile", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="also report each step's kernel time and GPU idle time")
     parser.add_argument("--fp8-lm-head", action="store_true",
                         help="also time (and train) a run with the output head converted (FP8 skips it by default)")
     args = parser.parse_args()
@@ -186,6 +199,13 @@ def main():
         final = str(thunder.last_traces(impls[1][1])[-1])
         print(f"final FP8 trace: {final.count('fp8.scaled_mm(')} fp8.scaled_mm calls, "
               f"{final.count('torchcompile_')} torch.compile region calls")
+        if args.profile:
+            print(f"\n{'one step':<16}{'kernels ms':>11}{'launches':>10}{'GPU idle ms':>12}")
+            for r in rows:
+                kernels_ms, launches = kernel_time(r["step"])
+                print(f"{r['name']:<16}{kernels_ms:>11.2f}{launches:>10}{r['ms'] - kernels_ms:>12.2f}")
+            for _, fn in impls:
+                fn.zero_grad(set_to_none=True)
 
     # a short training run of each Thunder implementation: the same initialization, the same batches
     steps = 10 if args.tiny else args.steps
