@@ -298,19 +298,65 @@ def test_inplace_fill_from_a_differentiable_value_makes_the_tensor_need_a_gradie
 # -- data-dependent control flow: the eager fallback ---------------------------------------------
 
 def routed(x):
-    if x.sum() > 0:      # data-dependent
+    if x.nonzero().shape[0] > 1:      # data-dependent: a shape from values
         return x * 2
     return x - 1
 
 
 def test_data_dependent_branch_raises_without_fallback():
-    with pytest.raises(thunder.DataDependentError, match="torch.where"):
+    with pytest.raises(thunder.DataDependentError, match="nonzero"):
         thunder.compile(routed)(torch.ones(3))
+
+
+def test_branches_on_values_computed_from_the_inputs_specialize_the_trace():
+    """``if x.sum() > 0``, ``range(int(n))``, ``if mask.any().item()``: the value is computed from
+    the call's inputs while tracing, and the prologue computes it again: a call where it differs
+    gets its own trace, one where it agrees reuses it. Values and gradients as eager."""
+    scale = torch.nn.Parameter(torch.tensor(0.5))
+
+    def f(x, n, mask):
+        out = x * scale
+        if x.sum() > 0:
+            out = out * 2
+        for _ in range(int(n)):
+            out = out + x
+        if mask.any().item():
+            out = out.relu()
+        return out
+
+    compiled = thunder.compile(f)
+    calls = [(torch.ones(3), 2, [True, False]), (-torch.ones(3), 2, [True, False]), (torch.ones(3) * 3, 2, [True, False]),
+             (torch.ones(3), 1, [False, False]), (-torch.ones(3) * 2, 2, [False, True])]
+    for x, n, m in calls:
+        x = x.requires_grad_()
+        args = (x, torch.tensor(n), torch.tensor(m))
+        got, expected = compiled(*args), f(*args)
+        torch.testing.assert_close(got, expected)
+        for a, b in zip(torch.autograd.grad(got.sum(), [x, scale]), torch.autograd.grad(expected.sum(), [x, scale])):
+            torch.testing.assert_close(a, b)
+    assert thunder.cache_misses(compiled) == 3 and thunder.cache_hits(compiled) == 2
+
+    def from_random(x):
+        return x if torch.rand(()) > 0.5 else -x
+
+    def from_the_whole_model(x):
+        for _ in range(70):
+            x = x.sin()
+        return x if x.sum() > 0 else -x
+
+    def after_a_write_through_a_view(x):
+        x.view(-1).add_(-100)  # the prologue would see x as passed, before this write
+        return x * 2 if x.sum() > 0 else x
+
+    for fn, why in ((from_random, "random numbers"), (from_the_whole_model, "more than 64 operations"),
+                    (after_a_write_through_a_view, "written in place")):
+        with pytest.raises(thunder.DataDependentError, match=why):
+            thunder.compile(fn)(torch.randn(3))
 
 
 def test_fallback_eager_runs_eagerly_warns_once_and_caches_the_decision():
     cf = thunder.compile(routed, fallback="eager")
-    with pytest.warns(thunder.FallbackWarning, match="if x.sum"):
+    with pytest.warns(thunder.FallbackWarning, match="nonzero"):
         torch.testing.assert_close(cf(torch.ones(3)), routed(torch.ones(3)))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -16,17 +16,19 @@ def test_data_dependent_op_names_the_op_and_the_line():
     assert "test_errors.py" in text and "return torch.nonzero(x)" in text
 
 
-def test_branching_on_a_tensor_value_explains_the_fix():
+def test_branching_on_a_random_value_explains_the_fix():
+    """A branch on a value computed from the inputs is traced (``test_acquisition``); one on a
+    random draw cannot be computed again in the prologue: the error names why and the line."""
     def f(x):
-        if x.sum() > 0:
+        if torch.rand(()) + x.sum() > 0:
             return x
         return -x
 
     with pytest.raises(thunder.DataDependentError) as info:
         thunder.compile(f)(torch.randn(4))
     text = "\n".join([str(info.value), *getattr(info.value, "__notes__", [])])
-    assert "torch.where" in text
-    assert "if x.sum() > 0" in text
+    assert "torch.where" in text and "random numbers" in text
+    assert "if torch.rand(()) + x.sum() > 0" in text
 
 
 def test_shape_errors_are_reported_like_torch():
@@ -50,7 +52,7 @@ class _Inner(torch.nn.Module):
     def forward(self, x):
         if self.how == "unsupported":
             return torch.tensor(x.tolist())  # inner-unsupported
-        if x.max() > 0:  # inner-branch
+        if x.max() + torch.rand(()) > 0:  # inner-branch
             return x
         return -x
 

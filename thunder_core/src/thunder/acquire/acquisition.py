@@ -33,6 +33,7 @@ import torch.utils.checkpoint
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 import thunder.torch as ltorch
+from thunder.acquire import known_values
 from thunder.acquire.autocast import AutocastState
 from thunder.acquire.interpreter import AcquisitionError, InterpreterHooks, Origin, current_user_frames, interpret
 from thunder.acquire.outputs import flatten_result
@@ -552,6 +553,7 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
     prologue = PrologueBuilder(trace)
     hooks = AcquisitionHooks(trace, prologue, module, lookasides or {}, sharp_edges)
     trace.top_level_call_hook = hooks.autocast.rewrite_call
+    trace.resolve_value = lambda proxy: known_values.resolve(hooks, trace, proxy)
 
     prologue.grad_mode_guard(torch.is_grad_enabled())
     hooks.autocast.prologue_guard(prologue)
@@ -586,7 +588,7 @@ def acquire(fn, args, kwargs, *, module=None, signature_fn=None, lookasides=None
         raise
     finally:
         hooks.finished = True
-        trace.top_level_call_hook = None
+        trace.top_level_call_hook = trace.resolve_value = None
         torch._C._set_grad_enabled(grad_enabled)
         lasting_item_store = hooks.settle_item_stores()
     if lasting_item_store is not None:

@@ -271,6 +271,11 @@ class PrologueBuilder:
         call = ", ".join([*map(literal, args), *(f"{k}={literal(v)}" for k, v in kwargs.items())])
         self.lines.append(f"if {name}.{method}({call}) != {literal(value)}: return None")
 
+    def value_check(self, check, names: list[str]) -> None:
+        """Requires ``check(*those inputs)`` to hold: ``names`` are input proxies whose values
+        decide a tensor value the trace was specialized on (``thunder.acquire.known_values``)."""
+        self.lines.append(f"if not {self.constant(check)}({', '.join(names)}): return None")
+
     def grad_mode_guard(self, enabled: bool) -> None:
         """Traces record whether their outputs need gradients, so grad mode is part of the key."""
         self.lines.append(f"if _is_grad_enabled() is not {enabled}: return None")

@@ -18,7 +18,7 @@ import operator
 
 import torch
 
-from thunder.core.trace import current_trace
+from thunder.core.trace import current_trace, is_tracing
 
 # name -> callable(proxy, *args, **kwargs); filled by thunder.torch
 TENSOR_METHODS: dict[str, object] = {}
@@ -140,6 +140,11 @@ class TensorProxy(Proxy):
 
     def _known_value(self):
         if self.value is not None:
+            return self.value
+        resolve = getattr(current_trace(), "resolve_value", None) if is_tracing() else None
+        if resolve is not None:  # while acquiring: computed from the call's inputs, and guarded
+            self.value = resolve(self)
+            current_trace().known_values[self] = None  # any later in-place write forgets it
             return self.value
         from thunder.core.errors import DataDependentError
 

@@ -154,18 +154,23 @@ def _opaque_meta(fn, *args, **kwargs):
 
 class ValueProxy(Proxy):
     """A Python number computed from tensor values when the program runs (``Tensor.item()``,
-    ``torch.equal``): the program may return it, but using it in Python while tracing (a branch,
-    arithmetic) raises ``DataDependentError``. Not a ``NumberProxy``, whose value is known."""
+    ``torch.equal``): the program may return it; using it in Python while tracing (a branch,
+    arithmetic) needs its value: that of ``.item()`` is computed from the call's inputs where it
+    can be (``thunder.acquire.known_values``), otherwise it is a ``DataDependentError``. Not a
+    ``NumberProxy``, whose value is known."""
 
-    __slots__ = ("python_type", "op")
+    __slots__ = ("python_type", "op", "source")
 
-    def __init__(self, python_type: type, op: str):
+    def __init__(self, python_type: type, op: str, source: TensorProxy | None = None):
         Proxy.__init__(self, None, {bool: "b", int: "i", float: "f", complex: "c"}[python_type])
         self.python_type = python_type
         self.op = op
+        self.source = source  # the tensor ``.item()`` reads, whose value acquisition may compute
 
     @property
     def value(self):
+        if self.source is not None:  # computed from the call's inputs and guarded, or an error naming why
+            return self.source._known_value().item()
         raise DataDependentError(
             f"the program uses the result of {self.op} ({self.name}) while tracing, but it depends on "
             "the values in a tensor, which are not known then. Return it, or keep the computation "
@@ -268,7 +273,7 @@ def _proxies(args, kwargs):
 def _item_meta(a):
     if a.numel() != 1:
         raise RuntimeError(f"a Tensor with {a.numel()} elements cannot be converted to Scalar")
-    return ValueProxy(_python_type(a.dtype), "Tensor.item()")
+    return ValueProxy(_python_type(a.dtype), "Tensor.item()", a)
 
 
 @opaque_with_meta(torch.equal)
