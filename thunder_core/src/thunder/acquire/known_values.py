@@ -20,9 +20,9 @@ from torch.utils._pytree import tree_flatten, tree_map
 from thunder.core.errors import DataDependentError
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
-from thunder.torch.registry import SYMBOL_TO_TORCH
+from thunder.executors.torchex import torch_executor
 from thunder.transforms.autodiff.inplace import alias_groups
-from thunder.transforms.dce import has_side_effect
+from thunder.transforms.dce import has_side_effect, is_identity
 
 MAX_OPERATIONS = 64  # more would compute a sizeable part of the program twice per call
 MAX_ELEMENTS = 1024  # the prologue keeps the value to compare with
@@ -32,8 +32,9 @@ def _producers(trace, proxy: TensorProxy) -> list[BoundSymbol]:
     """The operations of ``trace`` that ``proxy``'s value is computed by, in trace order."""
     made_by = {}
     for b in trace.bound_symbols:
-        for o in b.flat_proxy_outputs():
-            made_by[o.name] = b
+        if not is_identity(b):  # (a no-op ``.to`` returns its input: the value's maker is earlier)
+            for o in b.flat_proxy_outputs():
+                made_by[o.name] = b
     inputs = {a.name for a in trace.args if isinstance(a, Proxy)}
     cone, seen, todo = {}, set(), [proxy]
     while todo:
@@ -60,8 +61,7 @@ def _producers(trace, proxy: TensorProxy) -> list[BoundSymbol]:
 def _check_not_written(trace, cone, proxy) -> None:
     """Rejects a value computed from a tensor the program has written in place so far, directly or
     through a view (the prologue sees the inputs as the call passes them)."""
-    writes = [b for b in trace.bound_symbols if has_side_effect(b)
-              and any(isinstance(p, TensorProxy) for p in b.flat_proxy_args())]
+    writes = [b for b in trace.bound_symbols if _writes(b)]
     if not writes:
         return
     root = alias_groups(trace.bound_symbols)
@@ -72,19 +72,30 @@ def _check_not_written(trace, cone, proxy) -> None:
             raise DataDependentError(f"it depends on a tensor written in place ({b.sym.module}.{b.sym.name})")
 
 
+def _writes(bsym: BoundSymbol) -> bool:
+    """An in-place write (an operation returning its input unchanged, a no-op ``.to``, is not)."""
+    return has_side_effect(bsym) and not is_identity(bsym) and \
+        any(isinstance(p, TensorProxy) for p in bsym.flat_proxy_args())
+
+
+def _runnable(bsym: BoundSymbol) -> bool:
+    """Whether the torch executor runs ``bsym``, or each operation it decomposes into."""
+    return torch_executor.can_execute(bsym) or bool(bsym.subsymbols) and all(map(_runnable, bsym.subsymbols))
+
+
 def _check_replayable(bsym: BoundSymbol) -> None:
     name = f"{bsym.sym.module}.{bsym.sym.name}"
     if any("random" in b.sym.tags for b in bsym.walk()):
         raise DataDependentError(f"it depends on random numbers ({name})")
-    args = {id(p) for p in bsym.flat_proxy_args()}
-    if has_side_effect(bsym) or any(id(o) in args for o in bsym.flat_proxy_outputs()):
+    if _writes(bsym):
         raise DataDependentError(f"it depends on a tensor written in place ({name})")
-    if bsym.sym.id not in SYMBOL_TO_TORCH:
+    if not _runnable(bsym):
         raise DataDependentError(f"it depends on {name}, which Thunder cannot run outside the trace")
 
 
 def _replay(bsyms, names: list[str], values: list, target: str):
-    """Runs ``bsyms`` as torch does, ``names`` standing for ``values``; returns ``target``'s value."""
+    """Runs ``bsyms`` as the torch executor does, ``names`` standing for ``values``; returns
+    ``target``'s value."""
     env = dict(zip(names, values))
 
     def real(x):
@@ -92,12 +103,19 @@ def _replay(bsyms, names: list[str], values: list, target: str):
             return env[x.name] if x.name in env else x.value
         return x
 
+    def run(b):
+        if not torch_executor.can_execute(b):
+            for sub in b.subsymbols:
+                run(sub)
+            return
+        out = torch_executor.claim(b).sym.impl(*tree_map(real, b.args), **tree_map(real, b.kwargs))
+        for proxy, value in zip(tree_flatten(b.output)[0], tree_flatten(out)[0]):
+            if isinstance(proxy, Proxy):
+                env[proxy.name] = value
+
     with torch.no_grad():
         for b in bsyms:
-            out = SYMBOL_TO_TORCH[b.sym.id](*tree_map(real, b.args), **tree_map(real, b.kwargs))
-            for proxy, value in zip(tree_flatten(b.output)[0], tree_flatten(out)[0]):
-                if isinstance(proxy, Proxy):
-                    env[proxy.name] = value
+            run(b)
     return env[target]
 
 
