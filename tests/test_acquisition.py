@@ -316,7 +316,7 @@ def test_branches_on_values_computed_from_the_inputs_specialize_the_trace():
 
     def f(x, n, mask):
         out = x * scale
-        if x.sum() > 0:
+        if x.float().sum() > 0:  # (a no-op .float(): the value's maker is the input itself)
             out = out * 2
         for _ in range(int(n)):
             out = out + x

@@ -141,8 +141,9 @@ def resolve(hooks, trace, proxy: TensorProxy) -> torch.Tensor:
     except DataDependentError as e:
         raise DataDependentError(
             f"the program uses the value of tensor {proxy.name} ({proxy.describe()}) in Python (a branch, bool(), "
-            f"int(), .item() or indexing with it), but {e.args[0]}. Express the choice with tensor ops (e.g. "
-            "torch.where), or move it out of the compiled function") from None
+            f"int(), .item() or indexing with it), but values are not known while tracing, and this one cannot be "
+            f"computed from the call's inputs: {e.args[0]}. Express the choice with tensor ops (e.g. torch.where), "
+            "or move it out of the compiled function") from None
     read = {q.name: q for b in cone for q in b.flat_proxy_args() if isinstance(q, Proxy)}
     read[proxy.name] = proxy  # (an input read directly)
     inputs = [a for a in trace.args if isinstance(a, Proxy) and a.name in read]
