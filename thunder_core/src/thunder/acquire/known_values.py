@@ -22,7 +22,7 @@ from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.executors.torchex import torch_executor
 from thunder.transforms.autodiff.inplace import alias_groups
-from thunder.transforms.dce import has_side_effect, is_identity
+from thunder.transforms.dce import is_identity, writes_a_tensor
 
 MAX_OPERATIONS = 64  # more would compute a sizeable part of the program twice per call
 MAX_ELEMENTS = 1024  # the prologue keeps the value to compare with
@@ -61,7 +61,7 @@ def _producers(trace, proxy: TensorProxy) -> list[BoundSymbol]:
 def _check_not_written(trace, cone, proxy) -> None:
     """Rejects a value computed from a tensor the program has written in place so far, directly or
     through a view (the prologue sees the inputs as the call passes them)."""
-    writes = [b for b in trace.bound_symbols if _writes(b)]
+    writes = [b for b in trace.bound_symbols if writes_a_tensor(b)]
     if not writes:
         return
     root = alias_groups(trace.bound_symbols)
@@ -70,12 +70,6 @@ def _check_not_written(trace, cone, proxy) -> None:
         b = written.get(root(p.name)) if isinstance(p, TensorProxy) else None
         if b is not None:
             raise DataDependentError(f"it depends on a tensor written in place ({b.sym.module}.{b.sym.name})")
-
-
-def _writes(bsym: BoundSymbol) -> bool:
-    """An in-place write (an operation returning its input unchanged, a no-op ``.to``, is not)."""
-    return has_side_effect(bsym) and not is_identity(bsym) and \
-        any(isinstance(p, TensorProxy) for p in bsym.flat_proxy_args())
 
 
 def _runnable(bsym: BoundSymbol) -> bool:
@@ -87,7 +81,7 @@ def _check_replayable(bsym: BoundSymbol) -> None:
     name = f"{bsym.sym.module}.{bsym.sym.name}"
     if any("random" in b.sym.tags for b in bsym.walk()):
         raise DataDependentError(f"it depends on random numbers ({name})")
-    if _writes(bsym):
+    if writes_a_tensor(bsym):
         raise DataDependentError(f"it depends on a tensor written in place ({name})")
     if not _runnable(bsym):
         raise DataDependentError(f"it depends on {name}, which Thunder cannot run outside the trace")

@@ -23,7 +23,7 @@ from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
 from thunder.transforms.autodiff.inplace import alias_groups, substitute
-from thunder.transforms.dce import has_side_effect, is_identity
+from thunder.transforms.dce import has_side_effect, writes_a_tensor
 
 
 def _key(bsym: BoundSymbol):
@@ -66,8 +66,7 @@ def _round_trip_start(bsym: BoundSymbol, casts: dict[str, BoundSymbol]):
 def _writable(trace: Trace):
     """The names of the values an in-place write of the trace may change: every tensor an
     operation with a side effect takes, and everything possibly aliased with one."""
-    writes = [b for b in trace.bound_symbols if has_side_effect(b) and not is_identity(b)
-              and any(isinstance(p, TensorProxy) for p in b.flat_proxy_args())]
+    writes = [b for b in trace.bound_symbols if writes_a_tensor(b)]
     if not writes:
         return set()
     root = alias_groups(trace.bound_symbols)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from torch.utils._pytree import tree_flatten
 
-from thunder.core.proxies import Proxy
+from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
 
@@ -25,6 +25,13 @@ def has_side_effect(bsym: BoundSymbol) -> bool:
         return True
     inputs = {id(p) for p in bsym.flat_proxy_args()}
     return any(id(o) in inputs for o in outputs)
+
+
+def writes_a_tensor(bsym: BoundSymbol) -> bool:
+    """An operation that may modify a tensor it takes (an in-place write; an operation returning
+    its input unchanged, a no-op ``.to``, is not one)."""
+    return has_side_effect(bsym) and not is_identity(bsym) and \
+        any(isinstance(p, TensorProxy) for p in bsym.flat_proxy_args())
 
 
 def is_identity(bsym: BoundSymbol) -> bool:
