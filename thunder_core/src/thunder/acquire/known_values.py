@@ -21,7 +21,7 @@ from thunder.core.errors import DataDependentError
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.executors.torchex import torch_executor
-from thunder.transforms.autodiff.inplace import alias_groups
+from thunder.transforms.autodiff.inplace import written_groups
 from thunder.transforms.dce import is_identity, writes_a_tensor
 
 MAX_OPERATIONS = 64  # more would compute a sizeable part of the program twice per call
@@ -61,11 +61,7 @@ def _producers(trace, proxy: TensorProxy) -> list[BoundSymbol]:
 def _check_not_written(trace, cone, proxy) -> None:
     """Rejects a value computed from a tensor the program has written in place so far, directly or
     through a view (the prologue sees the inputs as the call passes them)."""
-    writes = [b for b in trace.bound_symbols if writes_a_tensor(b)]
-    if not writes:
-        return
-    root = alias_groups(trace.bound_symbols)
-    written = {root(p.name): b for b in writes for p in b.flat_proxy_args() if isinstance(p, TensorProxy)}
+    root, written = written_groups(trace.bound_symbols)
     for p in (proxy, *(q for b in cone for q in (*b.flat_proxy_args(), *b.flat_proxy_outputs()))):
         b = written.get(root(p.name)) if isinstance(p, TensorProxy) else None
         if b is not None:

@@ -22,8 +22,8 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace
-from thunder.transforms.autodiff.inplace import alias_groups, substitute
-from thunder.transforms.dce import has_side_effect, writes_a_tensor
+from thunder.transforms.autodiff.inplace import substitute, written_groups
+from thunder.transforms.dce import has_side_effect
 
 
 def _key(bsym: BoundSymbol):
@@ -66,11 +66,9 @@ def _round_trip_start(bsym: BoundSymbol, casts: dict[str, BoundSymbol]):
 def _writable(trace: Trace):
     """The names of the values an in-place write of the trace may change: every tensor an
     operation with a side effect takes, and everything possibly aliased with one."""
-    writes = [b for b in trace.bound_symbols if writes_a_tensor(b)]
-    if not writes:
+    root, written = written_groups(trace.bound_symbols)
+    if not written:
         return set()
-    root = alias_groups(trace.bound_symbols)
-    written = {root(p.name) for b in writes for p in b.flat_proxy_args() if isinstance(p, TensorProxy)}
     names = {p.name for b in trace.bound_symbols for p in (*b.flat_proxy_args(), *b.flat_proxy_outputs())
              if isinstance(p, TensorProxy)}
     return {n for n in names if root(n) in written}

@@ -30,6 +30,7 @@ from thunder.core.trace import Trace, tracing
 from thunder.torch.opaque import shares_memory_with_inputs
 from thunder.torch.registry import SYMBOL_TO_TORCH
 from thunder.transforms import checkpoint
+from thunder.transforms.dce import writes_a_tensor
 
 _OPERATORS = {"__iadd__": torch.add, "__isub__": torch.sub, "__imul__": torch.mul, "__itruediv__": torch.div}
 # in-place methods without an out-of-place twin of the same meaning, or that draw random numbers
@@ -98,6 +99,22 @@ def alias_groups(bsyms) -> Callable[[str], str]:
             for n in names[1:]:
                 group[root(n)] = root(names[0])
     return root
+
+
+def written_groups(bsyms) -> tuple[Callable[[str], str], dict]:
+    """``(root, writes)``: ``root`` as ``alias_groups`` gives it, and for each alias group a write
+    in place may change, the first operation writing it (empty, and no grouping done, without
+    writes)."""
+    writes = [b for b in bsyms if writes_a_tensor(b)]
+    if not writes:
+        return (lambda name: name), {}
+    root = alias_groups(bsyms)
+    groups: dict[str, BoundSymbol] = {}
+    for b in writes:
+        for p in b.flat_proxy_args():
+            if isinstance(p, TensorProxy):
+                groups.setdefault(root(p.name), b)
+    return root, groups
 
 
 def substitute(bsym: BoundSymbol, mapping: dict) -> BoundSymbol:
