@@ -2,7 +2,7 @@
 
 Models are built from configs with random weights (no downloads): litgpt's GPT with the
 Llama-3.2-1B config (when litgpt is installed) and Hugging Face's LlamaForCausalLM with the same
-shape. For each, a training step (forward + cross-entropy + backward) and, for HF, inference
+shape. For each, a training step (zero_grad + forward + cross-entropy + backward) and, for HF, inference
 forward; each implementation is timed with CUDA events (warm-up, then interleaved rounds; median),
 checked against eager, and reported with its first-call compile time and peak memory.
 
@@ -183,7 +183,8 @@ def main():
         ids = torch.randint(0, shape["vocab_size"], (b, t), device=device)
 
         def make(fn):
-            def step():
+            def step():  # a training loop's step, less the optimizer: gradients start unset
+                fn.zero_grad(set_to_none=True)
                 logits = get_logits(fn, ids)
                 loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), ids.flatten())
                 loss.backward()

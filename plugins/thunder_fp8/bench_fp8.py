@@ -1,6 +1,6 @@
 """Thunder bf16 vs Thunder + FP8 vs torch.compile on a litgpt Llama-3.2-1B-shaped model, one run.
 
-1. Times a training step (forward + cross-entropy + backward) of each with CUDA events (warm-up,
+1. Times a training step (zero_grad + forward + cross-entropy + backward) of each with CUDA events (warm-up,
    median), reporting first-call (compile) time and peak memory.
 2. Trains Thunder bf16 and Thunder + FP8 from the same initialization for ``--steps`` AdamW steps
    on fresh batches of a learnable synthetic sequence (see ``batches``) and prints both loss curves.
@@ -64,7 +64,8 @@ def prepare(name, model, ids, device, warmup):
     """The first call (compilation) and warm-up steps of one implementation; its peak memory:
     its parameters and the most its steps allocated on top (the other implementations' copies of
     the model are resident too and not counted; their gradients are freed between preparations)."""
-    def step():
+    def step():  # a training loop's step, less the optimizer: gradients start unset (set_to_none)
+        model.zero_grad(set_to_none=True)
         loss = model(ids)
         loss.backward()
         return loss
