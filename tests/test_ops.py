@@ -28,6 +28,16 @@ CASES = {
     "embedding": (lambda ids, w: F.embedding(ids, w), lambda: (torch.tensor([[0, 2], [3, 1]]), _randn(5, 3, requires_grad=True))),
     "cross_entropy": (lambda x, t: F.cross_entropy(x, t, ignore_index=1, label_smoothing=0.1),
                       lambda: (_randn(6, 4, requires_grad=True), torch.tensor([0, 1, 2, 3, 1, 0]))),
+    "cross_entropy_plain": (lambda x, t, t3: (F.cross_entropy(x.float(), t, ignore_index=2),
+                                              F.cross_entropy(x.float(), t, reduction="sum"),
+                                              F.cross_entropy(x.float().reshape(2, 3, 4).transpose(1, 2), t3,
+                                                              reduction="none")),
+                            lambda: (_randn(6, 4, dtype=torch.bfloat16, requires_grad=True),
+                                     torch.tensor([0, 1, 2, 3, 1, 2]), torch.tensor([[0, 1, 2], [3, 3, 1]]))),
+    # deprecated, but eager still honours them: size_average=False sums, reduce=False reduces nothing
+    "losses_legacy_reduction": (lambda x, t: (F.cross_entropy(x, t, size_average=False),
+                                              F.nll_loss(x.log_softmax(1), t, reduce=False)),
+                                lambda: (_randn(5, 3, requires_grad=True), torch.tensor([0, 2, 1, 1, 0]))),
     "sdpa_causal": (lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
                     lambda: (_randn(1, 2, 5, 4), _randn(1, 2, 5, 4), _randn(1, 2, 5, 4))),
     "masked_fill_tril": (lambda x: x.masked_fill(torch.ones(4, 4, dtype=torch.bool).tril() == 0, float("-inf")).softmax(-1),
@@ -40,6 +50,11 @@ CASES = {
 }
 
 
+def _total(out):
+    """One number from an op's result (a tensor or a tuple of them), to differentiate."""
+    return out.sum() if isinstance(out, torch.Tensor) else sum(o.float().sum() for o in out)
+
+
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_op_matches_eager(name):
     fn, make_args = CASES[name]
@@ -49,8 +64,8 @@ def test_op_matches_eager(name):
     torch.testing.assert_close(actual, expected, equal_nan=True)
     if any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
         grads_args = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
-        g_expected = torch.autograd.grad(expected.sum(), grads_args)
-        g_actual = torch.autograd.grad(actual.sum(), grads_args)
+        g_expected = torch.autograd.grad(_total(expected), grads_args)
+        g_actual = torch.autograd.grad(_total(actual), grads_args)
         torch.testing.assert_close(g_actual, g_expected)
 
 

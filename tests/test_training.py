@@ -853,3 +853,24 @@ def test_convolutions_differentiate_with_torchs_kernel_inside_fusion_regions(con
     for trace in (thunder.last_traces(compiled)[-1], thunder.last_backward_traces(compiled)[-1]):
         calls = [line for line in str(trace).splitlines() if " = " in line and not line.strip().startswith("#")]
         assert len(calls) == 1 and "torchcompile_0(" in calls[0], trace
+
+
+def test_cross_entropy_backward_reads_the_logits_once():
+    """The loss's backward computes the probabilities from the log-sum-exp the forward saved, one
+    elementwise pass over the logits (the largest tensor of a language model's step), instead of
+    reducing them again; gradients as eager's."""
+    def loss(logits, target):
+        return F.cross_entropy(logits.float(), target, ignore_index=0)
+
+    logits = torch.randn(12, 40, dtype=torch.bfloat16, requires_grad=True)
+    target = torch.randint(0, 40, (12,))
+    expected, = torch.autograd.grad(loss(logits, target), logits)
+    compiled = thunder.compile(loss)
+    actual, = torch.autograd.grad(compiled(logits, target), logits)
+    torch.testing.assert_close(actual, expected)
+    backward = thunder.last_backward_traces(compiled)[-1]
+    reductions = [b.sym.name for b in backward.bound_symbols if b.sym.name in ("amax", "sum", "logsumexp", "softmax")
+                  and b.flat_proxy_args()[0].shape == (12, 40)]
+    assert reductions == [], reductions
+    saved = [a for a in backward.args if tuple(a.shape) == (12, 1)]
+    assert saved, "the forward's log-sum-exp is not among the saved values"

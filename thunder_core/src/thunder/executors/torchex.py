@@ -142,6 +142,17 @@ def device_put(a, device):
     return a.to(device)
 
 
+@helper
+def cross_entropy_with_lse(input, target, ignore_index, reduction):
+    """``ltorch.cross_entropy_with_lse`` in three torch calls rather than its decomposition's
+    eight: the log-sum-exp, the log-probabilities from it, torch's nll_loss."""
+    class_dim = 1 if input.ndim > 1 else 0
+    x = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+    lse = torch.logsumexp(x, class_dim, keepdim=True)
+    logp = (x - lse).to(input.dtype)
+    return F.nll_loss(logp, target, ignore_index=ignore_index, reduction=reduction), lse
+
+
 _PRIM_TO_TORCH = {
     "transpose": torch.permute, "reshape": torch.reshape, "squeeze": torch.squeeze, "cat": torch.cat,
     "flip": torch.flip, "amax": torch.amax, "amin": torch.amin, "sum": torch.sum, "argmax": torch.argmax,
@@ -179,6 +190,7 @@ class TorchExecutor(OperatorExecutor):
         for name, sym in prims.ALL.items():
             fn = _PRIM_TO_TORCH.get(name) or getattr(helpers, name, None) or getattr(torch, name)
             self._register_callable(sym.id, fn)
+        self._register_callable("ltorch.cross_entropy_with_lse", helpers.cross_entropy_with_lse)
 
     def _register_callable(self, symbol_id: str, fn) -> None:
         where = _printed_name(fn)

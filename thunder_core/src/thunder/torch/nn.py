@@ -316,6 +316,7 @@ def _reduce_loss(loss, reduction: str, weight_sum=None):
 @torchsymbol(F.nll_loss)
 def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
              reduction: str = "mean"):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     class_dim = 1 if input.ndim > 1 else 0
     valid = ne(target, ignore_index)
     safe_target = where(valid, target, 0)
@@ -331,7 +332,11 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index: int = 
 @torchsymbol(F.cross_entropy)
 def cross_entropy(input, target, weight=None, size_average=None, ignore_index: int = -100, reduce=None,
                   reduction: str = "mean", label_smoothing: float = 0.0):
+    reduction = _legacy_reduction(size_average, reduce, reduction)
     class_dim = 1 if input.ndim > 1 else 0
+    if weight is None and not pyval(label_smoothing) and not target.dtype.is_floating_point \
+            and input.shape[class_dim] > 0:
+        return cross_entropy_with_lse(input, target, ignore_index, reduction)[0]
     logp = log_softmax(input, class_dim)
     if target.dtype.is_floating_point:  # class probabilities
         if label_smoothing:
@@ -356,6 +361,22 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index: i
     else:
         smooth = _reduce_loss(smooth, reduction)
     return add(mul(nll, 1 - label_smoothing), mul(smooth, label_smoothing / n))
+
+
+@torchsymbol(name="cross_entropy_with_lse")
+def cross_entropy_with_lse(input, target, ignore_index: int = -100, reduction: str = "mean"):
+    """Cross-entropy with class-index targets (no weights, no smoothing), and the log-sum-exp of
+    each position's classes. Not a torch function: ``cross_entropy`` returns only the loss, and
+    the lse is for the backward, which computes the probabilities as ``exp(x - lse)`` in one
+    pass over the logits instead of reducing them again (a 128k-class vocabulary's logits are
+    the largest tensor of a language model's step)."""
+    class_dim = 1 if input.ndim > 1 else 0
+    x = to_dtype(input, computation_dtype(input.dtype))
+    row_max = amax(x, class_dim, keepdim=True)
+    shifted = sub(x, row_max)
+    log_total = log(sum(exp(shifted), class_dim, keepdim=True))
+    logp = to_dtype(sub(shifted, log_total), input.dtype)
+    return nll_loss(logp, target, ignore_index=ignore_index, reduction=reduction), add(row_max, log_total)
 
 
 @torchsymbol(F.mse_loss)

@@ -10,8 +10,9 @@ primitive symbols, which the backward trace records.
 
 Every primitive with differentiable inputs has a rule. Torch-language symbols have a rule where
 one fused rule beats differentiating their decomposition (fewer saved values, fewer ops, what
-eager does): linear, matmul, softmax, log_softmax, cross_entropy, layer_norm, rms_norm,
-scaled_dot_product_attention, embedding, and a few activations. A rule may decline a call (its
+eager does): linear, matmul, softmax, log_softmax, cross_entropy (through its part
+``cross_entropy_with_lse``), layer_norm, rms_norm, scaled_dot_product_attention, embedding, and a
+few activations. A rule may decline a call (its
 ``when`` predicate is false, e.g. attention with dropout); the symbol is then differentiated
 through its decomposition.
 """
@@ -471,32 +472,24 @@ def _log_softmax(ctx, a, dim, dtype=None):
     return like(sub(g, mul(exp(out), sum_(g, dim, keepdim=True))), a), None, None
 
 
-def _plain_cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                         reduction="mean", label_smoothing=0.0):
-    return (weight is None and size_average is None and reduce is None and not pyval(label_smoothing)
-            and not target.dtype.is_floating_point and reduction in ("mean", "sum", "none"))
-
-
-@vjp("ltorch.cross_entropy", when=_plain_cross_entropy)
-def _cross_entropy(ctx, input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                   reduction="mean", label_smoothing=0.0):
-    """(softmax(input) - onehot(target)) * g, over the valid targets; the probabilities are
-    recomputed here rather than saved."""
+@vjp("ltorch.cross_entropy_with_lse")
+def _cross_entropy_with_lse(ctx, input, target, ignore_index=-100, reduction="mean"):
+    """(softmax(input) - onehot(target)) * g over the valid targets, the probabilities computed
+    from the forward's log-sum-exp (saved: one value per position) rather than reduced again.
+    The lse output is internal to ``cross_entropy`` and receives no gradient."""
+    g = ctx.g[0]
+    if g is None:
+        return None, None, None, None
     class_dim = 1 if input.ndim > 1 else 0
     x = to_dtype(input, computation_dtype(input.dtype))
-    probs = L["softmax"](x, class_dim)
+    probs = exp(sub(x, ctx.out[1]))
     classes = prims.iota(input.shape[class_dim], 0, 1, target.dtype, input.device)
     classes = reshape(classes, [input.shape[class_dim] if d == class_dim else 1 for d in range(input.ndim)])
     onehot = to_dtype(eq(unsqueeze(target, class_dim), classes), x.dtype)
     valid = to_dtype(ne(target, pyval(ignore_index)), x.dtype)
-    g = to_dtype(ctx.g, x.dtype)
-    if reduction == "mean":
-        scale = mul(valid, div(g, sum_(valid)))
-    elif reduction == "sum":
-        scale = mul(valid, g)
-    else:
-        scale = mul(valid, g)
-    return (like(mul(sub(probs, onehot), unsqueeze(scale, class_dim)), input),) + (None,) * 7
+    g = to_dtype(g, x.dtype)
+    scale = mul(valid, div(g, sum_(valid)) if reduction == "mean" else g)
+    return like(mul(sub(probs, onehot), unsqueeze(scale, class_dim)), input), None, None, None
 
 
 def _norm_dims(a, normalized_shape):
