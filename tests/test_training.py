@@ -874,3 +874,29 @@ def test_cross_entropy_backward_reads_the_logits_once():
     assert reductions == [], reductions
     saved = [a for a in backward.args if tuple(a.shape) == (12, 1)]
     assert saved, "the forward's log-sum-exp is not among the saved values"
+
+
+def test_fusion_regions_run_without_dynamo_after_the_first_call_and_follow_their_inputs_layout():
+    """A region's later calls skip torch.compile's per-call guards (the prologue has checked the
+    inputs); an input whose strides differ from the compiled ones still gets eager's values and
+    gradients (that call runs through torch.compile), as does a call that differentiates through
+    the region with grad mode on (eager autograd's fallback)."""
+    def f(a, b):
+        return (a * b).sin().sum(1) + a.exp().mean()
+
+    compiled = thunder.compile(f, executors=["torchcompile"])
+    a, b = torch.randn(6, 5), torch.randn(6, 5)
+    torch.testing.assert_close(compiled(a, b), f(a, b))
+    guards = []  # Dynamo's guard evaluations during a call
+    previous = torch._C._dynamo.eval_frame.set_guard_complete_hook(lambda ok: guards.append(ok) or ok)
+    try:
+        torch.testing.assert_close(compiled(a, b), f(a, b))
+    finally:
+        torch._C._dynamo.eval_frame.set_guard_complete_hook(previous)
+    assert guards == []
+    a_t, b_t = torch.randn(5, 6).t(), torch.randn(5, 6).t()
+    torch.testing.assert_close(compiled(a_t, b_t), f(a_t, b_t))
+    x = torch.randn(6, 5, requires_grad=True)
+    (g,) = torch.autograd.grad(compiled(x, b).sum(), x)
+    (expected,) = torch.autograd.grad(f(x, b).sum(), x)
+    torch.testing.assert_close(g, expected)
