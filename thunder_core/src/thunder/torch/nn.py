@@ -203,8 +203,16 @@ def log_softmax(a, dim, dtype=None):
     dim = canonical_dim(dim, a.ndim)
     if a.ndim and a.shape[dim] == 0:
         return to_dtype(x, out_dtype)
-    shifted = sub(x, amax(x, dim, keepdim=True))
-    return to_dtype(sub(shifted, log(sum(exp(shifted), dim, keepdim=True))), out_dtype)
+    _, shifted, log_total = _log_softmax_parts(x, dim)
+    return to_dtype(sub(shifted, log_total), out_dtype)
+
+
+def _log_softmax_parts(x, dim):
+    """``(max, x - max, log(sum(exp(x - max))))`` along ``dim``: log_softmax is the second less
+    the third, the log-sum-exp the first plus the third."""
+    row_max = amax(x, dim, keepdim=True)
+    shifted = sub(x, row_max)
+    return row_max, shifted, log(sum(exp(shifted), dim, keepdim=True))
 
 
 def _implicit_softmax_dim(ndim: int) -> int:
@@ -371,10 +379,7 @@ def cross_entropy_with_lse(input, target, ignore_index: int = -100, reduction: s
     pass over the logits instead of reducing them again (a 128k-class vocabulary's logits are
     the largest tensor of a language model's step)."""
     class_dim = 1 if input.ndim > 1 else 0
-    x = to_dtype(input, computation_dtype(input.dtype))
-    row_max = amax(x, class_dim, keepdim=True)
-    shifted = sub(x, row_max)
-    log_total = log(sum(exp(shifted), class_dim, keepdim=True))
+    row_max, shifted, log_total = _log_softmax_parts(to_dtype(input, computation_dtype(input.dtype)), class_dim)
     logp = to_dtype(sub(shifted, log_total), input.dtype)
     return nll_loss(logp, target, ignore_index=ignore_index, reduction=reduction), add(row_max, log_total)
 
