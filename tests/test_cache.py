@@ -406,3 +406,83 @@ def test_past_the_retrace_limit_new_calls_run_eagerly_and_known_ones_stay_compil
     assert thunder.cache_hits(compiled) == hits + 1
     with pytest.raises(ValueError, match="retrace_limit"):
         thunder.compile(lambda x: x, retrace_limit=0)
+
+
+class _Scaled(nn.Module):
+    def __init__(self, extra: nn.Module | None = None):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.extra = extra if extra is not None else nn.Identity()
+        self.scale = 2.0
+
+    def forward(self, x):
+        return self.extra(self.fc(x)) * self.scale
+
+
+def _entry(compiled):
+    return compiled._thunder_compiled.cache[0]
+
+
+def test_a_pure_entry_starts_before_its_value_checks_and_drops_the_result_when_they_fail():
+    """The only cache entry of a side-effect-free trace runs its computation once the tensor inputs
+    pass, checking Python values and hooks after: a changed value must still never be served."""
+    m = _Scaled()
+    tm = thunder.compile(m)
+    x = torch.randn(3, 4, requires_grad=True)
+    torch.testing.assert_close(tm(x), m(x))
+    assert _entry(tm).speculative and _entry(tm).prologue.staged is not None
+    m.scale = 3.0
+    torch.testing.assert_close(tm(x), m(x))
+    handle = m.fc.register_forward_hook(lambda mod, args, out: out + 1)
+    y = tm(x)
+    torch.testing.assert_close(y, m(x))
+    y.sum().backward()  # the graph of the dropped result is not the one that trains
+    expected = torch.autograd.grad(m(x).sum(), x)[0]
+    x.grad = None
+    tm(x).sum().backward()
+    torch.testing.assert_close(x.grad, expected)
+    handle.remove()
+    assert thunder.cache_misses(tm) == 3
+
+
+def test_entries_that_write_their_inputs_or_draw_random_numbers_never_start_early():
+    """A BatchNorm in training updates its running statistics in place, dropout advances the
+    generator: a computation started and dropped would do either twice."""
+    m = _Scaled(nn.BatchNorm1d(4))
+    reference = _Scaled(nn.BatchNorm1d(4))
+    reference.load_state_dict(m.state_dict())
+    tm = thunder.compile(m)
+    x = torch.randn(8, 4)
+    tm(x), reference(x)
+    assert not _entry(tm).speculative
+    m.scale = reference.scale = 5.0
+    torch.testing.assert_close(tm(x), reference(x))
+    torch.testing.assert_close(m.extra.running_mean, reference.extra.running_mean)
+
+    dropped = _Scaled(nn.Dropout(0.5))
+    td = thunder.compile(dropped)
+    torch.manual_seed(0)
+    first = td(x)
+    dropped.scale = 7.0
+    second = td(x)
+    assert not _entry(td).speculative
+    torch.manual_seed(0)
+    dropped.scale = 2.0
+    torch.testing.assert_close(first, dropped(x))
+    dropped.scale = 7.0
+    torch.testing.assert_close(second, dropped(x))
+
+
+def test_with_several_entries_every_check_comes_first():
+    m = _Scaled()
+    tm = thunder.compile(m)
+    x = torch.randn(3, 4)
+    tm(x)
+    tm(torch.randn(5, 4))
+    calls = []
+    for entry in tm._thunder_compiled.cache:
+        run = entry.computation
+        entry.computation = lambda *a, _run=run: calls.append(1) or _run(*a)
+    m.scale = 4.0
+    torch.testing.assert_close(tm(x), m(x))
+    assert calls == []  # neither old entry ran: the new one was traced and run directly

@@ -2,7 +2,9 @@
 
 A call tries each cache entry's prologue (most recent first); the first that returns inputs runs
 its computation (a hit). If none applies, the program is acquired again, transformed, claimed by
-executors, printed and compiled, and the new entry is added (a miss).
+executors, printed and compiled, and the new entry is added (a miss). A single entry whose
+computation has no effect but its results starts it as soon as the tensor inputs pass their checks
+and checks the Python values while the device works (``CompiledFunction._run_speculatively``).
 
 Pipeline of one miss (each step's trace is kept for ``thunder.last_traces``):
   acquire -> plugin passes ("acquired") -> DCE -> CSE -> attention rewrites -> autodiff split ->
@@ -31,8 +33,8 @@ from thunder.transforms.autodiff import needs_grad, split_for_training, training
 from thunder.transforms.causal_mask import use_causal_flag
 from thunder.transforms.checkpoint import checkpointed_forwards
 from thunder.transforms.cse import cse
-from thunder.transforms.dce import dce
-from thunder.transforms.deletion import insert_dels
+from thunder.transforms.dce import dce, draws_random, has_side_effect
+from thunder.transforms.deletion import DEL, insert_dels
 
 # options of the core itself (plugins declare theirs through thunder_options)
 CORE_OPTIONS = {
@@ -73,9 +75,16 @@ class CacheEntry:
     backward_traces: list = field(default_factory=list)  # empty unless the entry trains
     epilogue: object = None   # replays the program's attribute stores (thunder.acquire.prologue.Epilogue)
     num_outputs: int | None = None  # the computation's outputs past these feed the epilogue
+    # the computation has no effect but its results: it may start before the prologue's deferred
+    # checks pass (``Prologue.staged``), its results dropped if they fail
+    speculative: bool = False
 
     def run(self, inputs, args=(), kwargs=None, module=None):
-        flat = self.computation(*inputs)
+        return self.finish(self.computation(*inputs), args, kwargs, module)
+
+    def finish(self, flat, args=(), kwargs=None, module=None):
+        """The call's result from the computation's flat outputs, after the program's attribute
+        stores (the epilogue)."""
         if self.num_outputs is not None and len(flat) != self.num_outputs:
             flat, stored = flat[:self.num_outputs], flat[self.num_outputs:]
             if self.epilogue is not None:
@@ -145,15 +154,20 @@ class CompiledFunction:
     # -- calling -------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
         module = self.module
-        for entry in self.cache:
-            try:
-                inputs = entry.prologue.fn(args, kwargs, module)
-            except Exception:
-                inputs = None
-            if inputs is not None:
-                self.hits += 1
-                self.last_entry = entry
-                return entry.run(inputs, args, kwargs, module)
+        if len(self.cache) == 1 and self.cache[0].speculative:
+            hit, result = self._run_speculatively(self.cache[0], args, kwargs)
+            if hit:
+                return result
+        else:
+            for entry in self.cache:
+                try:
+                    inputs = entry.prologue.fn(args, kwargs, module)
+                except Exception:
+                    inputs = None
+                if inputs is not None:
+                    self.hits += 1
+                    self.last_entry = entry
+                    return entry.run(inputs, args, kwargs, module)
         self.misses += 1
         limit = self.options.get("retrace_limit", RETRACE_LIMIT)
         if limit is not None and self.misses > limit:
@@ -175,6 +189,37 @@ class CompiledFunction:
         # program's Python side effects (a lazily filled cache, a counter), so the prologue may
         # already reject the state the program left; the next call then acquires again.
         return entry.run(inputs, args, kwargs, module)
+
+    def _run_speculatively(self, entry: CacheEntry, args, kwargs) -> tuple[bool, object]:
+        """(hit, result) for the only cache entry, whose computation has no effect but its
+        results: it starts once the tensor inputs pass their checks, and the checks of Python
+        values and objects (module types and hooks, config values: most of a large model's
+        prologue) run while the device works on it. If those fail, the results are dropped
+        (nothing has seen them) and the call misses. Only with a single entry: with several, a
+        call for another entry would run this one's computation for nothing."""
+        steps = entry.prologue.staged(args, kwargs, self.module)
+        try:
+            inputs = next(steps, None)
+        except Exception:
+            return False, None
+        if inputs is None:
+            return False, None
+        error = None
+        try:
+            flat = entry.computation(*inputs)
+        except Exception as e:
+            error = e
+        try:
+            applies = next(steps, False)
+        except Exception:
+            applies = False
+        if not applies:
+            return False, None  # an error of a computation that does not apply is not the program's
+        self.hits += 1
+        self.last_entry = entry
+        if error is not None:
+            raise error
+        return True, entry.finish(flat, args, kwargs, self.module)
 
     def _warn_retracing(self, args, kwargs, consequence: str = "") -> None:
         """Names the check of the newest trace's prologue that this call fails: the value that
@@ -248,9 +293,12 @@ class CompiledFunction:
             backward_fn, backward_lowered = self.lower(split.backward)
             backward_traces = _dedupe([split.backward, *backward_lowered])
             fn = training_callable(forward_fn, backward_fn, split)
+        speculative = getattr(program.prologue, "staged", None) is not None and _replayable(traces[-1]) \
+            and not pm.hook.thunder_wrap_callable.get_hookimpls()
         traces = _dedupe(traces)
         entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start,
-                           backward_traces, getattr(program, "epilogue", None), getattr(program, "num_outputs", None))
+                           backward_traces, getattr(program, "epilogue", None), getattr(program, "num_outputs", None),
+                           speculative)
         return entry, program.inputs
 
     def executors_for(self, trace) -> list[Executor]:
@@ -284,6 +332,14 @@ class CompiledFunction:
         fn = trace.python_callable()
         fn = chain(pm, "thunder_wrap_callable", fn, trace=trace, options=options)
         return fn, traces
+
+
+def _replayable(trace) -> bool:
+    """Whether running the final trace and dropping its results leaves no effect: no in-place
+    writes, no random draws (eager's generator state), no opaque operations (code Thunder did
+    not see into)."""
+    return not any((has_side_effect(b) and b.sym is not DEL) or draws_random(b) or "opaque" in b.sym.tags
+                   for b in trace.bound_symbols)
 
 
 def _without_grad(fn):

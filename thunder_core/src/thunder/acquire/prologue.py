@@ -22,6 +22,8 @@ The function that runs is a compacted form of the printed one (``_compact``), in
 metadata checks of the tensors held by objects (a model's hundreds of parameters) become one call
 of torch's C++ tensor guard (the one torch.compile's guards use), several times faster than the
 Python checks; where that guard rejects, the Python checks decide, so it never changes a result.
+The checks of Python values and objects are marked deferrable: ``Prologue.staged`` runs them in a
+second step, after the computation could start (see ``thunder.compiled``).
 """
 
 from __future__ import annotations
@@ -52,12 +54,20 @@ class _Node:
 
 
 class Prologue:
-    """A built prologue: its source and the function it defines."""
+    """A built prologue: its source and the function it defines.
 
-    def __init__(self, source: str, fn, constants: dict):
+    ``staged`` (None when every check must come first) is the same checks as a generator of two
+    steps: the first makes the checks that keep the computation's memory accesses valid (the
+    tensor inputs' metadata, grad mode, the call's structure) and yields the inputs; the second
+    makes the checks of Python values and objects (types, hooks, config values, functions) and
+    yields True. A caller may launch the computation between the two and run the second step
+    while the device works, discarding the results if it fails."""
+
+    def __init__(self, source: str, fn, constants: dict, staged=None):
         self.source = source
         self.fn = fn
         self._constants = constants
+        self.staged = staged
 
     def first_failing_check(self, args, kwargs, module) -> str | None:
         """The line of the prologue that rejects this call (None if it is accepted): why a call
@@ -119,6 +129,14 @@ class PrologueBuilder:
         self._nodes: dict[int, _Node] = {}
         self._observed: set[tuple] = set()
         self._n_vars = 0
+        self._deferred: set[int] = set()  # indices of the checks a speculative call may make late
+
+    def _deferred_check(self, line: str) -> None:
+        """A check of a Python value or object (not of a tensor input's metadata): a wrong one
+        makes the trace's results wrong but never its memory accesses, so ``Prologue.staged`` may
+        make it after the computation was launched."""
+        self._deferred.add(len(self.lines))
+        self.lines.append(line)
 
     # -- names ----------------------------------------------------------------------------------
     def constant(self, obj) -> str:
@@ -141,7 +159,7 @@ class PrologueBuilder:
             self._n_vars += 1
             self.lines.append(f"{node.var} = {parent}{node.accessor}")
             if isinstance(node.obj, (torch.nn.Module,)) or _is_plain_object(node.obj):
-                self.lines.append(f"if type({node.var}) is not {self.constant(type(node.obj))}: return None")
+                self._deferred_check(f"if type({node.var}) is not {self.constant(type(node.obj))}: return None")
         return node.var
 
     def _root(self, key) -> str:
@@ -169,8 +187,8 @@ class PrologueBuilder:
             return
         for attr in ("__defaults__", "__kwdefaults__"):
             if getattr(fn, attr) is not None:
-                self.lines.append(f"if {self.expr(location)}.{attr} is not {self.constant(getattr(fn, attr))}: "
-                                  "return None")
+                self._deferred_check(f"if {self.expr(location)}.{attr} is not "
+                                     f"{self.constant(getattr(fn, attr))}: return None")
         if fn.__closure__:
             self.know(fn, location)
             for i, cell in enumerate(fn.__closure__):
@@ -203,16 +221,16 @@ class PrologueBuilder:
             return
         self._observed.add(location)
         if isinstance(value, _SCALARS):
-            self.value_guard(location, value)
+            self.value_guard(location, value, deferred=True)
         elif isinstance(value, types.FunctionType) or isinstance(value, types.BuiltinFunctionType) and (
                 value.__self__ is None or isinstance(value.__self__, types.ModuleType)):
             # functions (not bound methods, which are new objects on every access)
-            self.lines.append(f"if {self.expr(location)} is not {self.constant(value)}: return None")
+            self._deferred_check(f"if {self.expr(location)} is not {self.constant(value)}: return None")
             self.know_closure(value, location)
         else:
             self.know(value, location)
             if isinstance(value, (dict, list, tuple)):
-                self.lines.append(f"if len({self.expr((id(value), ''))}) != {len(value)}: return None")
+                self._deferred_check(f"if len({self.expr((id(value), ''))}) != {len(value)}: return None")
                 # tensors inside are located too: handed to a torch call in the container (or a
                 # copy of it), they are inputs fetched from here on every call, never constants
                 for key, item in (value.items() if isinstance(value, dict) else enumerate(value)):
@@ -220,32 +238,32 @@ class PrologueBuilder:
                         hint = key if isinstance(key, str) and key.isidentifier() else f"{origin.key}_{key}"
                         self.know(item, (id(value), f"[{key!r}]"), hint=str(hint))
 
-    def value_guard(self, location, value) -> None:
+    def value_guard(self, location, value, deferred: bool = False) -> None:
         expr = self.expr(location)
+        check = self._deferred_check if deferred else self.lines.append
         if value is None or isinstance(value, bool):
-            self.lines.append(f"if {expr} is not {value!r}: return None")
+            check(f"if {expr} is not {value!r}: return None")
         elif type(value) in (int, str) or type(value) is float and math.isfinite(value):
-            self.lines.append(f"_v = {expr}")
-            self.lines.append(f"if type(_v) is not {type(value).__name__} or _v != {value!r}: return None")
+            check(f"_v = {expr}")
+            check(f"if type(_v) is not {type(value).__name__} or _v != {value!r}: return None")
         elif type(value) in (float, complex):
-            self.lines.append(f"_v = {expr}")
-            self.lines.append(f"if type(_v) is not {type(value).__name__} or not (_v == {self.constant(value)} "
-                              f"or _v != _v and {self.constant(value)} != {self.constant(value)}): return None")
+            check(f"_v = {expr}")
+            check(f"if type(_v) is not {type(value).__name__} or not (_v == {self.constant(value)} "
+                  f"or _v != _v and {self.constant(value)} != {self.constant(value)}): return None")
         elif isinstance(value, (int, float, str)):  # enums and other subclasses of scalars
-            self.lines.append(f"_v = {expr}")
-            self.lines.append(f"if type(_v) is not {self.constant(type(value))} or _v != {self.constant(value)}: "
-                              "return None")
+            check(f"_v = {expr}")
+            check(f"if type(_v) is not {self.constant(type(value))} or _v != {self.constant(value)}: return None")
         else:
-            self.lines.append(f"if {expr} is not {self.constant(value)}: return None")
+            check(f"if {expr} is not {self.constant(value)}: return None")
 
     def item_guard(self, container, key, value, present: bool = True) -> None:
         """Requires ``container[key]`` (a located dict or list) to be ``value``, or, with
         ``present=False``, the key to be absent."""
         location = (id(container), f"[{key!r}]")
         if present:
-            self.value_guard(location, value)
+            self.value_guard(location, value, deferred=True)
         else:
-            self.lines.append(f"if {key!r} in {self.expr((id(container), ''))}: return None")
+            self._deferred_check(f"if {key!r} in {self.expr((id(container), ''))}: return None")
 
     def tensor_input(self, value: torch.Tensor, proxy, location) -> None:
         """Fetches a tensor input and checks the metadata the trace was specialized for."""
@@ -337,34 +355,53 @@ class PrologueBuilder:
     # -- output ---------------------------------------------------------------------------------
     def build(self) -> Prologue:
         """The prologue: printed one check per line (what ``last_prologue`` shows and cache-miss
-        diagnosis evaluates), run from its compacted form."""
+        diagnosis evaluates), run from its compacted form; and, where some checks can wait, the
+        staged form that ``Prologue.staged`` describes."""
         names = ", ".join(a.name for a in self.trace.args)
-        ret = f"  return ({names}{',' if len(self.trace.args) == 1 else ''})"
+        inputs = f"({names}{',' if len(self.trace.args) == 1 else ''})"
 
-        def source(lines):
-            return "\n".join(["def prologue(args, kwargs, module):", *(f"  {line}" for line in lines), ret]) + "\n"
+        def source(lines, name="prologue"):
+            return "\n".join([f"def {name}(args, kwargs, module):", *(f"  {line}" for line in lines)]) + "\n"
 
         namespace = dict(self.constants)
-        compact = source(_compact(self._batch_tensor_checks(namespace)))
+        lines = self._run_lines(namespace)
+        compact = source([*_compact([line for _, line in lines]), f"return {inputs}"])
         filename = f"<thunder prologue {id(self)}>"
         linecache.cache[filename] = (len(compact), None, compact.splitlines(True), filename)
         exec(compile(compact, filename, "exec"), namespace)
-        return Prologue(source(self.lines), namespace["prologue"], dict(self.constants))
+        staged = None
+        now = [line for deferred, line in lines if not deferred]
+        later = [line for deferred, line in lines if deferred]
+        if later:
+            # two steps of one generator: the first yields the inputs, the second True once the
+            # deferred checks pass (an early return ends it: StopIteration means "does not apply")
+            body = _compact([*now, "# the computation may start here", *later])
+            staged_source = source([f"yield {inputs}" if line.startswith("# ") else line for line in body]
+                                   + ["yield True"], "staged")
+            filename = f"<thunder staged prologue {id(self)}>"
+            linecache.cache[filename] = (len(staged_source), None, staged_source.splitlines(True), filename)
+            exec(compile(staged_source, filename, "exec"), namespace)
+            staged = namespace["staged"]
+        return Prologue(source([*self.lines, f"return {inputs}"]), namespace["prologue"], dict(self.constants),
+                        staged)
 
-    def _batch_tensor_checks(self, namespace: dict) -> list[str]:
-        """The lines to run: the tensor checks replaced by one C++ guard over all tensors (after
-        they are fetched, before the prologue returns), backed by the same checks in Python."""
+    def _run_lines(self, namespace: dict) -> list[tuple[bool, str]]:
+        """The lines to run, each with whether it may be deferred. The tensor checks are replaced
+        by one C++ guard over all tensors (after they are fetched, before the prologue returns),
+        backed by the same checks in Python."""
         checks = self._tensor_checks
         guards = _tensor_guards([value for _, value, _ in checks.values()]) if len(checks) >= 4 else None
         if guards is None:
-            return self.lines
-        names = ", ".join(name for name, _, _ in checks.values())
-        python = "def _python_tensor_checks({}):\n  return {}\n".format(
-            names, " and ".join(f"({check})" for _, _, check in checks.values()))
-        exec(python, namespace)
-        namespace["_guard_tensors"] = guards.check
-        lines = [line for line in self.lines if line not in checks]
-        return [*lines, f"if not (_guard_tensors({names}) or _python_tensor_checks({names})): return None"]
+            checks = {}
+        lines = [(i in self._deferred, line) for i, line in enumerate(self.lines) if line not in checks]
+        if guards is not None:
+            names = ", ".join(name for name, _, _ in checks.values())
+            python = "def _python_tensor_checks({}):\n  return {}\n".format(
+                names, " and ".join(f"({check})" for _, _, check in checks.values()))
+            exec(python, namespace)
+            namespace["_guard_tensors"] = guards.check
+            lines.append((False, f"if not (_guard_tensors({names}) or _python_tensor_checks({names})): return None"))
+        return lines
 
 
 def _tensor_guards(examples: list):
