@@ -11,6 +11,15 @@ from torch import nn
 SCALE = 2.0
 
 
+@pytest.fixture(autouse=True, params=["checks first", "speculative"])
+def prologue_mode(request, monkeypatch):
+    """Every test twice: with CPU entries checking everything before they run (the default), and
+    starting their computation before the Python value checks, as CUDA entries do."""
+    if request.param == "speculative":
+        monkeypatch.setattr(thunder.compiled, "SPECULATIVE_DEVICES", ("cuda", "cpu"))
+    return request.param
+
+
 def test_same_shape_hits_new_shape_or_dtype_misses_and_stays_correct():
     def f(x, w):
         return torch.tanh(x @ w) * 3
@@ -423,14 +432,21 @@ def _entry(compiled):
     return compiled._thunder_compiled.cache[0]
 
 
-def test_a_pure_entry_starts_before_its_value_checks_and_drops_the_result_when_they_fail():
+SPECULATE = {"speculative_prologue": True}  # the default speculates for CUDA programs only
+
+
+def test_a_pure_entry_starts_before_its_value_checks_and_drops_the_result_when_they_fail(prologue_mode):
     """The only cache entry of a side-effect-free trace runs its computation once the tensor inputs
     pass, checking Python values and hooks after: a changed value must still never be served."""
     m = _Scaled()
-    tm = thunder.compile(m)
+    tm = thunder.compile(m, **SPECULATE)
     x = torch.randn(3, 4, requires_grad=True)
     torch.testing.assert_close(tm(x), m(x))
     assert _entry(tm).speculative and _entry(tm).prologue.staged is not None
+    by_default = thunder.compile(_Scaled())
+    by_default(x)
+    # by default only CUDA entries speculate (a CPU computation blocks: nothing to overlap)
+    assert _entry(by_default).speculative == (prologue_mode == "speculative")
     m.scale = 3.0
     torch.testing.assert_close(tm(x), m(x))
     handle = m.fc.register_forward_hook(lambda mod, args, out: out + 1)
@@ -451,7 +467,7 @@ def test_entries_that_write_their_inputs_or_draw_random_numbers_never_start_earl
     m = _Scaled(nn.BatchNorm1d(4))
     reference = _Scaled(nn.BatchNorm1d(4))
     reference.load_state_dict(m.state_dict())
-    tm = thunder.compile(m)
+    tm = thunder.compile(m, **SPECULATE)
     x = torch.randn(8, 4)
     tm(x), reference(x)
     assert not _entry(tm).speculative
@@ -460,7 +476,7 @@ def test_entries_that_write_their_inputs_or_draw_random_numbers_never_start_earl
     torch.testing.assert_close(m.extra.running_mean, reference.extra.running_mean)
 
     dropped = _Scaled(nn.Dropout(0.5))
-    td = thunder.compile(dropped)
+    td = thunder.compile(dropped, **SPECULATE)
     torch.manual_seed(0)
     first = td(x)
     dropped.scale = 7.0
@@ -475,7 +491,7 @@ def test_entries_that_write_their_inputs_or_draw_random_numbers_never_start_earl
 
 def test_with_several_entries_every_check_comes_first():
     m = _Scaled()
-    tm = thunder.compile(m)
+    tm = thunder.compile(m, **SPECULATE)
     x = torch.randn(3, 4)
     tm(x)
     tm(torch.randn(5, 4))

@@ -39,6 +39,9 @@ def compile(fn, *, plugins=None, executors=None, **options):
                sharp_edges="warn"|"error"  report reads of mutable globals and I/O (print, open,
                                   time, random, logging) during acquisition: the compiled program
                                   does not repeat them
+               speculative_prologue=True|False  start a lone cache entry's side-effect-free
+                                  computation before checking Python values (default: for CUDA
+                                  programs, whose kernels run while those checks do)
     """
     if isinstance(fn, Module):
         return compile_module(fn, plugins=plugins, executors=executors, options=options)

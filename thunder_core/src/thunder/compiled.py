@@ -48,6 +48,11 @@ CORE_OPTIONS = {
     "checkpoint": "activation checkpointing of submodules: a module class or tuple of classes, a predicate "
                   "(qualified_name, module) -> bool, or True (children of ModuleLists); their forward's "
                   "intermediates are recomputed in the backward instead of saved",
+    "speculative_prologue": "start a lone cache entry's side-effect-free computation before the prologue's "
+                            "checks of Python values (which then run while the device works; a failing one "
+                            "drops the results): None (default) for CUDA programs, whose kernels run "
+                            "asynchronously, True for any device (no gain where the computation blocks, as on "
+                            "CPU), False never",
 }
 
 
@@ -63,6 +68,7 @@ class RetraceWarning(UserWarning):
 CACHE_LIMIT = 64  # entries per compiled callable; the least recently added are dropped
 RETRACE_WARNING = 8  # traces of one callable after which RetraceWarning says why calls miss
 RETRACE_LIMIT = 16  # default retrace_limit: traces after which calls that miss run eagerly
+SPECULATIVE_DEVICES = ("cuda",)  # where speculative_prologue=None speculates: kernels run asynchronously
 
 
 @dataclass
@@ -126,7 +132,8 @@ class CompiledFunction:
         if limit is not None and (type(limit) is not int or limit < 1):
             raise ValueError(f"thunder.compile option retrace_limit={limit!r}: expected a positive int or None")
         for name, allowed in (("fallback", (None, "error", "eager")),
-                              ("sharp_edges", (None, "allow", "warn", "error"))):
+                              ("sharp_edges", (None, "allow", "warn", "error")),
+                              ("speculative_prologue", (None, True, False))):
             if self.options.get(name) not in allowed:
                 choices = ", ".join(repr(a) for a in allowed if a is not None)
                 raise ValueError(f"thunder.compile option {name}={self.options[name]!r}: expected one of {choices}")
@@ -293,8 +300,11 @@ class CompiledFunction:
             backward_fn, backward_lowered = self.lower(split.backward)
             backward_traces = _dedupe([split.backward, *backward_lowered])
             fn = training_callable(forward_fn, backward_fn, split)
-        speculative = getattr(program.prologue, "staged", None) is not None and _replayable(traces[-1]) \
-            and not pm.hook.thunder_wrap_callable.get_hookimpls()
+        speculate = options.get("speculative_prologue")
+        if speculate is None:
+            speculate = any(isinstance(a, TensorProxy) and a.device.type in SPECULATIVE_DEVICES for a in trace.args)
+        speculative = speculate and getattr(program.prologue, "staged", None) is not None \
+            and _replayable(traces[-1]) and not pm.hook.thunder_wrap_callable.get_hookimpls()
         traces = _dedupe(traces)
         entry = CacheEntry(program.prologue, fn, program.output_spec, traces, time.perf_counter() - start,
                            backward_traces, getattr(program, "epilogue", None), getattr(program, "num_outputs", None),
