@@ -25,7 +25,7 @@ _TENSOR = object()  # marks a residual slot kept by save_for_backward
 class _Region:
     """What the autograd.Function needs from one compiled cache entry."""
 
-    __slots__ = ("forward", "backward", "grad_outputs", "differentiable", "reaches", "zeros")
+    __slots__ = ("forward", "backward", "grad_outputs", "differentiable", "reaches", "zeros", "tensor_residuals")
 
     def __init__(self, forward, backward, split):
         self.forward = forward
@@ -36,6 +36,9 @@ class _Region:
         outputs = split.forward.output[0]
         # (shape, dtype, device) of each differentiable output, for a gradient the caller did not pass
         self.zeros = [(tuple(outputs[i].shape), outputs[i].dtype, outputs[i].device) for i in split.grad_outputs]
+        # the usual case, every residual a tensor: saved and restored without a loop over them
+        # (a transformer saves hundreds)
+        self.tensor_residuals = all(isinstance(r, TensorProxy) for r in split.residuals)
 
 
 class ThunderFunction(torch.autograd.Function):
@@ -44,8 +47,12 @@ class ThunderFunction(torch.autograd.Function):
         outputs, residuals = region.forward(*inputs)
         ctx.region = region
         ctx.set_materialize_grads(False)  # None for outputs the caller did not differentiate
-        ctx.save_for_backward(*(r for r in residuals if isinstance(r, torch.Tensor)))
-        ctx.others = [_TENSOR if isinstance(r, torch.Tensor) else r for r in residuals]
+        if region.tensor_residuals:
+            ctx.save_for_backward(*residuals)
+            ctx.others = None
+        else:
+            ctx.save_for_backward(*(r for r in residuals if isinstance(r, torch.Tensor)))
+            ctx.others = [_TENSOR if isinstance(r, torch.Tensor) else r for r in residuals]
         # outputs that no gradient flows to (integers, detached or computed from inputs that need
         # none) do not require grad, as in eager
         differentiable = region.differentiable
@@ -57,8 +64,11 @@ class ThunderFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, *grads):
-        saved = iter(ctx.saved_tensors)
-        residuals = [next(saved) if r is _TENSOR else r for r in ctx.others]
+        if ctx.others is None:
+            residuals = ctx.saved_tensors
+        else:
+            saved = iter(ctx.saved_tensors)
+            residuals = [next(saved) if r is _TENSOR else r for r in ctx.others]
         region = ctx.region
         cotangents = [grads[i] for i in region.grad_outputs]
         if all(g is not None for g in cotangents):
