@@ -346,11 +346,8 @@ class PrologueBuilder:
             body.append("  _leaves = _tree_flatten((args, kwargs))[0]")
         body += [f"  {line}" for line in lines]
         source = "\n".join(body) + "\n"
-        filename = f"<thunder epilogue {id(self)}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
         namespace = dict(self.constants, _setattr=setattr, _delattr=delattr, _tree_unflatten=tree_unflatten)
-        exec(compile(source, filename, "exec"), namespace)
-        return Epilogue(source, namespace["epilogue"])
+        return Epilogue(source, _define(source, f"<thunder epilogue {id(self)}>", namespace, "epilogue"))
 
     # -- output ---------------------------------------------------------------------------------
     def build(self) -> Prologue:
@@ -366,9 +363,7 @@ class PrologueBuilder:
         namespace = dict(self.constants)
         lines = self._run_lines(namespace)
         compact = source([*_compact([line for _, line in lines]), f"return {inputs}"])
-        filename = f"<thunder prologue {id(self)}>"
-        linecache.cache[filename] = (len(compact), None, compact.splitlines(True), filename)
-        exec(compile(compact, filename, "exec"), namespace)
+        fn = _define(compact, f"<thunder prologue {id(self)}>", namespace, "prologue")
         staged = None
         now = [line for deferred, line in lines if not deferred]
         later = [line for deferred, line in lines if deferred]
@@ -378,12 +373,8 @@ class PrologueBuilder:
             body = _compact([*now, "# the computation may start here", *later])
             staged_source = source([f"yield {inputs}" if line.startswith("# ") else line for line in body]
                                    + ["yield True"], "staged")
-            filename = f"<thunder staged prologue {id(self)}>"
-            linecache.cache[filename] = (len(staged_source), None, staged_source.splitlines(True), filename)
-            exec(compile(staged_source, filename, "exec"), namespace)
-            staged = namespace["staged"]
-        return Prologue(source([*self.lines, f"return {inputs}"]), namespace["prologue"], dict(self.constants),
-                        staged)
+            staged = _define(staged_source, f"<thunder staged prologue {id(self)}>", namespace, "staged")
+        return Prologue(source([*self.lines, f"return {inputs}"]), fn, dict(self.constants), staged)
 
     def _run_lines(self, namespace: dict) -> list[tuple[bool, str]]:
         """The lines to run, each with whether it may be deferred. The tensor checks are replaced
@@ -402,6 +393,14 @@ class PrologueBuilder:
             namespace["_guard_tensors"] = guards.check
             lines.append((False, f"if not (_guard_tensors({names}) or _python_tensor_checks({names})): return None"))
         return lines
+
+
+def _define(source: str, filename: str, namespace: dict, name: str):
+    """The function ``name`` that ``source`` defines, executed in ``namespace``; registered with
+    linecache so tracebacks and debuggers show its lines."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)
+    return namespace[name]
 
 
 def _tensor_guards(examples: list):
