@@ -7,6 +7,7 @@ differs); bf16 ones are documented where used.
 """
 
 import copy
+import re
 
 import pytest
 import thunder
@@ -901,3 +902,39 @@ def test_fusion_regions_run_without_dynamo_after_the_first_call_and_follow_their
     (g,) = torch.autograd.grad(compiled(x, b).sum(), x)
     (expected,) = torch.autograd.grad(f(x, b).sum(), x)
     torch.testing.assert_close(g, expected)
+
+
+def _rotate_half_and_split(x):
+    q, k = x.split([4, 4], dim=-1)
+    rotated = torch.cat((-k[..., 2:], k[..., :2], k[..., 4:]), dim=-1)  # the last piece is empty
+    return q * 2.0 + rotated * 3.0 + k
+
+
+SLICE_CASES = {
+    "split and rotate-half": _rotate_half_and_split,
+    "overlapping slices": lambda x: x[:, :5] * 2.0 + x[:, 3:],
+    "slices with a gap": lambda x: torch.cat((x[:, :2], x[:, 6:]), dim=1) * x[:, 2:6],
+    "slices along two dims": lambda x: x[1:, 2:6] + x[:-1, :4] * x[1:, 4:],
+    "strided slices": lambda x: x[:, ::2] * x[:, 1::2],
+}
+
+
+@pytest.mark.parametrize("case", sorted(SLICE_CASES))
+def test_gradients_of_several_slices_of_one_value_match_eager(case):
+    fn = SLICE_CASES[case]
+    x = torch.randn(3, 8, requires_grad=True)
+    cf = thunder.compile(fn)
+    (actual,) = torch.autograd.grad(cf(x).square().sum(), [x])
+    (expected,) = torch.autograd.grad(fn(x).square().sum(), [x])
+    torch.testing.assert_close(actual, expected, **F32)
+
+
+def test_gradients_of_slices_that_tile_a_value_are_one_concatenation():
+    """A split's gradient and rotate-half's are the pieces' gradients side by side (what eager's
+    autograd builds, and what Inductor fuses into one kernel), not a sum of zero-padded pieces."""
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    cf = thunder.compile(_rotate_half_and_split)
+    cf(x).sum().backward()
+    backward = str(thunder.last_backward_traces(cf)[-1])
+    assert "pad(" not in backward, backward
+    assert len(re.findall(r"^\s+t\d+ = torch\.cat\(", backward, re.M)) == 2, backward

@@ -194,6 +194,11 @@ def cat(tensors, dim: int = 0):
     tensors = [t for t in tensors if not (t.ndim == 1 and t.shape[0] == 0)] or list(tensors[:1])
     dim = canonical_dim(dim, tensors[0].ndim)
     dtype = result_dtype(*tensors)
+    # a piece with nothing along ``dim`` adds nothing (a rotary embedding over the whole head
+    # concatenates the empty rest of it): leaving it out spares its gradient too
+    shape = list(tensors[0].shape)
+    tensors = [t for t in tensors if t.shape[dim] or list(t.shape[:dim]) + list(t.shape[dim + 1:])
+               != shape[:dim] + shape[dim + 1:]] or tensors[:1]
     return prims.cat([to_dtype(t, dtype) for t in tensors], dim)
 
 

@@ -6,7 +6,9 @@ backward trace is being recorded as ``rule(ctx, *args, **kwargs)`` with the boun
 symbol's output and ``ctx.g`` the gradient of the loss with respect to it (same structure; an entry
 is None where no gradient arrives). The rule returns one gradient per positional argument (None
 for arguments that get none; a list for a list argument), written with torch-language and
-primitive symbols, which the backward trace records.
+primitive symbols, which the backward trace records. A slice's rule returns its gradient as
+``accumulate.ZeroPadded`` (the piece and where it goes), so that pieces of one value are summed
+side by side.
 
 Every primitive with differentiable inputs has a rule. Torch-language symbols have a rule where
 one fused rule beats differentiating their decomposition (fewer saved values, fewer ops, what
@@ -29,6 +31,7 @@ from thunder.core.proxies import TensorProxy, pyval
 from thunder.torch import ALL as L
 from thunder.torch.opaque import opaque_call
 from thunder.torch.promotion import computation_dtype, to_dtype
+from thunder.transforms.autodiff.accumulate import ZeroPadded
 
 RULES: dict[str, tuple] = {}  # symbol id -> (rule, when)
 
@@ -291,7 +294,7 @@ def _device_put(ctx, a, device):
 @vjp("prims.broadcast_in_dim")
 def _broadcast_in_dim(ctx, a, shape, broadcast_dimensions):
     g = ctx.g
-    summed = [d for d in range(len(shape)) if d not in broadcast_dimensions]
+    summed = [d for d in range(len(shape)) if d not in broadcast_dimensions and shape[d] != 1]
     summed += [d for d, s in zip(broadcast_dimensions, a.shape) if s == 1 and shape[d] != 1]
     if summed:
         g = sum_(g, sorted(summed), keepdim=True)
@@ -324,7 +327,7 @@ def _slice(ctx, a, start_indices, end_indices, strides=None):
             span = end_indices[d] - start_indices[d]
             g = prims.pad(g, 0.0, tuple((0, span - n * step) if i == d else (0, 0) for i in range(g.ndim)))
     config = tuple((s, a.shape[d] - s - g.shape[d]) for d, s in enumerate(start_indices))
-    return (prims.pad(g, 0.0, config),)
+    return (ZeroPadded(g, config),)
 
 
 @vjp("prims.pad")

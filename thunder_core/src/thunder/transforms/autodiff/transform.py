@@ -27,10 +27,10 @@ from thunder import prims
 from thunder.core.proxies import Proxy, TensorProxy
 from thunder.core.symbol import BoundSymbol
 from thunder.core.trace import Trace, tracing
-from thunder.torch.promotion import to_dtype
 from thunder.torch.registry import SYMBOL_TO_TORCH
 from thunder.transforms import checkpoint
 from thunder.transforms.autodiff import opaque
+from thunder.transforms.autodiff.accumulate import Gradients
 from thunder.transforms.autodiff.inplace import _mutated, alias_groups
 from thunder.transforms.autodiff.rules import bind, rule_for
 from thunder.transforms.dce import dce
@@ -139,25 +139,6 @@ class _Ctx:
         self.g = g
 
 
-class _Gradients:
-    """The gradient of each forward value, summed over its uses, while the backward is recorded."""
-
-    def __init__(self):
-        self.by_name: dict[str, TensorProxy] = {}
-
-    def get(self, p):
-        return self.by_name.get(p.name)
-
-    def add(self, p, g) -> None:
-        if g is None or not (isinstance(p, TensorProxy) and p.requires_grad):
-            return
-        if tuple(g.shape) != tuple(p.shape):
-            raise AssertionError(f"gradient of {p.name} has shape {list(g.shape)}, expected {list(p.shape)}")
-        g = to_dtype(g, p.dtype)
-        current = self.by_name.get(p.name)
-        self.by_name[p.name] = g if current is None else current + g
-
-
 def _zeros_like(p):
     return prims.full(tuple(p.shape), 0, p.dtype, p.device)
 
@@ -174,7 +155,7 @@ def split_forward_backward(trace: Trace, executors=()) -> ForwardBackward:
     backward = Trace("backward", names=set(trace._names))
     backward._counters = dict(trace._counters)
     backward.stage = "backward"
-    grads = _Gradients()
+    grads = Gradients()
     outputs = list(trace.output) if isinstance(trace.output, (tuple, list)) else [trace.output]
     connected = _connected(trace, expander.bsyms)
     grad_outputs = [i for i, o in enumerate(outputs)
@@ -274,7 +255,7 @@ def _connected(trace: Trace, bsyms: list) -> set[str]:
     return connected
 
 
-def _record_vjp(bsym: BoundSymbol, grads: _Gradients, expander: _Expander) -> None:
+def _record_vjp(bsym: BoundSymbol, grads: Gradients, expander: _Expander) -> None:
     """Records the backward of one forward bound symbol, given the gradients of its outputs."""
     outs = [o for o in bsym.flat_proxy_outputs() if isinstance(o, TensorProxy)]
     if not any(grads.get(o) is not None for o in outs):
