@@ -153,8 +153,17 @@ def cross_entropy_with_lse(input, target, ignore_index, reduction):
     return F.nll_loss(logp, target, ignore_index=ignore_index, reduction=reduction), lse
 
 
+@helper
+def cat(tensors, dim):
+    """One piece is copied in its own layout. (Rotary embedding over a whole attention head
+    concatenates its result with the head's empty rest: the copy keeps the transposed layout the
+    result has, so the attention output that follows it in that layout views back into
+    (batch, tokens, channels) without another copy; ``torch.cat`` would make it contiguous.)"""
+    return tensors[0].clone() if len(tensors) == 1 else torch.cat(tensors, dim)
+
+
 _PRIM_TO_TORCH = {
-    "transpose": torch.permute, "reshape": torch.reshape, "squeeze": torch.squeeze, "cat": torch.cat,
+    "transpose": torch.permute, "reshape": torch.reshape, "squeeze": torch.squeeze,
     "flip": torch.flip, "amax": torch.amax, "amin": torch.amin, "sum": torch.sum, "argmax": torch.argmax,
     "argmin": torch.argmin, "matmul": torch.matmul, "linear": F.linear, "where": torch.where,
     "maximum": _binary_with_scalars(torch.maximum), "minimum": _binary_with_scalars(torch.minimum),
