@@ -152,3 +152,37 @@ def test_mask_shared_by_layers_is_converted_once(case, fused):
     if case == "bool_expanded":
         line = next(ln for ln in text.splitlines() if "masked_fill(" in ln)
         assert line.rstrip().endswith("f32[1, 1, 5, 5]")  # converted before the expand
+
+
+def _attention_on_repeated_heads(modify_in_place=False):
+    def attention(q, k, v):
+        keys, values = k.repeat_interleave(2, dim=1), v.repeat_interleave(2, dim=1)  # litgpt's GQA
+        if modify_in_place:
+            k.mul_(2.0)  # after the repeat: attention must see the copy made before this
+        return F.scaled_dot_product_attention(q, keys, values, is_causal=True)
+
+    return attention
+
+
+@pytest.mark.parametrize("modify_in_place", [False, True], ids=["repeat", "repeat_then_write"])
+def test_attention_on_repeated_key_value_heads_takes_the_groups(monkeypatch, modify_in_place):
+    """Where a kernel takes grouped heads (cuDNN on CUDA; here the CPU kernel, which repeats them
+    itself, stands in for it), the heads a program repeats for attention are passed as groups."""
+    monkeypatch.setattr(thunder.compiled, "takes_grouped_heads", lambda call: True)
+    torch.manual_seed(0)
+    q = torch.randn(2, 4, 16, 8, requires_grad=True)
+    k, v = (torch.randn(2, 2, 16, 8) for _ in range(2))
+    weight = torch.randn(2, 4, 16, 8)
+    results = []
+    for fn in (_attention_on_repeated_heads(modify_in_place),
+               thunder.compile(_attention_on_repeated_heads(modify_in_place))):
+        ks, vs = (t.clone().requires_grad_() for t in (k, v))
+        inputs = (q, ks.clone() if modify_in_place else ks, vs)
+        out = fn(*inputs)
+        grads = torch.autograd.grad((out * weight).sum(), (q, vs) if modify_in_place else (q, ks, vs))
+        results.append([out.detach(), *grads])
+    for a, e in zip(results[1], results[0]):
+        torch.testing.assert_close(a, e, atol=1e-5, rtol=1e-4)
+    forward = str(thunder.last_traces(fn)[-1])
+    grouped = "repeat_interleave" not in forward
+    assert grouped != modify_in_place, forward

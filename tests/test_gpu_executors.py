@@ -113,3 +113,24 @@ def test_cuda_generator_state_inside_a_program():
         torch.testing.assert_close(actual, expected)
     a, b, _ = compiled(x)
     torch.testing.assert_close(a, b)
+
+
+def test_attention_on_repeated_heads_runs_on_grouped_heads_like_eager():
+    """litgpt repeats K/V heads itself for grouped-query attention: where cuDNN takes grouped
+    heads, Thunder passes it the groups (no repeat copies); values and gradients as eager."""
+    q, k, v = _leaves((2, 8, 128, 64), (2, 2, 128, 64), (2, 2, 128, 64), dtype=torch.bfloat16)
+
+    def attention(q, k, v):
+        return F.scaled_dot_product_attention(q, k.repeat_interleave(4, dim=1), v.repeat_interleave(4, dim=1),
+                                              is_causal=True)
+
+    weight = torch.randn(2, 8, 128, 64, device="cuda")
+    expected = _grads(attention, [q, k, v], weight)
+    compiled = thunder.compile(attention)
+    actual = _grads(compiled, [q, k, v], weight)
+    for a, e in zip(actual, expected):
+        torch.testing.assert_close(a, e, atol=2e-2, rtol=2e-2)
+    from thunder.executors.sdpa import _cudnn_available, _cudnn_takes_grouped_heads
+    forward = str(thunder.last_traces(compiled)[-1])
+    if _cudnn_available(q.device) and _cudnn_takes_grouped_heads(q.device, q.dtype):
+        assert "'cudnn_gqa'" in forward and "repeat_interleave" not in forward, forward

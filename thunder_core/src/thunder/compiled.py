@@ -26,6 +26,7 @@ from thunder.acquire.acquisition import AcquisitionFailed, acquire
 from thunder.core.proxies import TensorProxy
 from thunder.executors.base import Executor, FusionExecutor, OperatorExecutor
 from thunder.executors.claim import claim_operators, fuse_regions
+from thunder.executors.sdpa import sdpa_executor, takes_grouped_heads
 from thunder.executors.torchex import torch_executor
 from thunder.plugins.manager import chain, plugin_manager
 from thunder.transforms.attention_bias import share_attention_biases
@@ -35,6 +36,7 @@ from thunder.transforms.checkpoint import checkpointed_forwards
 from thunder.transforms.cse import cse
 from thunder.transforms.dce import dce, draws_random, has_side_effect
 from thunder.transforms.deletion import DEL, insert_dels
+from thunder.transforms.grouped_heads import group_repeated_heads
 
 # options of the core itself (plugins declare theirs through thunder_options)
 CORE_OPTIONS = {
@@ -282,6 +284,9 @@ class CompiledFunction:
         traces.append(trace)
         trace = share_attention_biases(trace)
         traces.append(trace)
+        if sdpa_executor in self.executors_for(trace):
+            trace = dce(group_repeated_heads(trace, takes_grouped_heads))
+            traces.append(trace)
         # None: no gradient needed, or eager autograd's fallback
         split = split_for_training(trace, self.executors_for(trace))
         backward_traces = []

@@ -70,6 +70,12 @@ def _kernel(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, s
     return None
 
 
+def takes_grouped_heads(call: dict) -> bool:
+    """Whether the attention call (its arguments by name) runs on a kernel that takes fewer
+    key/value heads than query heads as they are."""
+    return _kernel(**call) == "cudnn_gqa"
+
+
 @functools.cache
 def _cudnn_available(device) -> bool:
     """cuDNN attention with its backward, on a Hopper-or-newer GPU."""
