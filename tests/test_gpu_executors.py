@@ -132,5 +132,6 @@ def test_attention_on_repeated_heads_runs_on_grouped_heads_like_eager():
         torch.testing.assert_close(a, e, atol=2e-2, rtol=2e-2)
     from thunder.executors.sdpa import _cudnn_available, _cudnn_takes_grouped_heads
     forward = str(thunder.last_traces(compiled)[-1])
+    code = [line for line in forward.splitlines() if not line.strip().startswith("#")]
     if _cudnn_available(q.device) and _cudnn_takes_grouped_heads(q.device, q.dtype):
-        assert "'cudnn_gqa'" in forward and "repeat_interleave" not in forward, forward
+        assert "'cudnn_gqa'" in forward and not any("repeat_interleave" in line for line in code), forward
