@@ -29,6 +29,8 @@ class OutputSpec:
     def __init__(self, tree, objects):
         self.tree, self.objects = tree, objects
         self.num_values = sum(1 if o is None else o.num_values for o in objects)
+        self.values_only = all(o is None for o in objects)  # the flat outputs are the leaves
+        self.bare = self.values_only and tree.num_nodes == 1  # the result is one value
 
     def rebuild(self, flat):
         """``(result, number of values of flat used)``."""
@@ -45,6 +47,10 @@ class OutputSpec:
         return tree_unflatten(leaves, self.tree), used
 
     def unflatten(self, flat):
+        if self.bare:  # the common cases first: each call of a small program pays for this
+            return flat[0]
+        if self.values_only:
+            return tree_unflatten(list(flat[:self.num_values]), self.tree)
         return self.rebuild(flat)[0]
 
 
