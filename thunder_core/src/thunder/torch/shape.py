@@ -196,9 +196,11 @@ def cat(tensors, dim: int = 0):
     dtype = result_dtype(*tensors)
     # a piece with nothing along ``dim`` adds nothing (a rotary embedding over the whole head
     # concatenates the empty rest of it): leaving it out spares its gradient too
-    shape = list(tensors[0].shape)
-    tensors = [t for t in tensors if t.shape[dim] or list(t.shape[:dim]) + list(t.shape[dim + 1:])
-               != shape[:dim] + shape[dim + 1:]] or tensors[:1]
+    def elsewhere(t):
+        return tuple(t.shape[:dim]) + tuple(t.shape[dim + 1:])
+
+    reference = next((t for t in tensors if t.shape[dim]), tensors[0])
+    tensors = [t for t in tensors if t.shape[dim] or elsewhere(t) != elsewhere(reference)] or tensors[:1]
     return prims.cat([to_dtype(t, dtype) for t in tensors], dim)
 
 
