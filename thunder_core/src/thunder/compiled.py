@@ -284,11 +284,12 @@ class CompiledFunction:
         traces.append(trace)
         trace = share_attention_biases(trace)
         traces.append(trace)
-        if sdpa_executor in self.executors_for(trace):
+        executors = self.executors_for(trace)
+        if sdpa_executor in executors:
             trace = dce(group_repeated_heads(trace, takes_grouped_heads))
             traces.append(trace)
         # None: no gradient needed, or eager autograd's fallback
-        split = split_for_training(trace, self.executors_for(trace))
+        split = split_for_training(trace, executors)
         backward_traces = []
         if split is None:
             inference = not needs_grad(trace)
